@@ -1,0 +1,1 @@
+"""Feature pipelines: data contract, demo shop, point-in-time snapshots and labels."""

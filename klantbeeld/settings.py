@@ -1,0 +1,84 @@
+"""Settings read from ``KLANTBEELD_*`` environment variables.
+
+Nothing happens at import: call :func:`get_settings` (cached) and pass the object on.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every tunable of klantbeeld, with safe defaults.
+
+    Paths are relative to the working directory unless absolute. Durations are days.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KLANTBEELD_", extra="ignore")
+
+    home: Path = Field(
+        Path("var"),
+        description="Project data directory: demo shop, feature snapshots, MLflow store, outputs.",
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="Input data (folder of Parquet/CSV or a DuckDB file); default home/demo-shop.",
+    )
+    lenient: bool = Field(
+        False,
+        description="Skip rows that break the data contract (and count them) instead of failing.",
+    )
+    feature_backend: Literal["duckdb"] = Field(
+        "duckdb", description="Ibis backend that computes feature snapshots."
+    )
+    threads: int | None = Field(None, ge=1, le=256, description="Threads for DuckDB; default all.")
+    seed: int = Field(42, ge=0, description="Seed of every random step.")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default a SQLite store under home."
+    )
+
+    # Model populations and horizons (ARCHITECTURE §3), in days.
+    conversion_horizon_days: int = Field(7, ge=1, le=90)
+    conversion_population_days: int = Field(30, ge=1, le=365)
+    churn_horizon_days: int = Field(90, ge=7, le=365)
+    churn_population_days: int = Field(365, ge=30, le=3650)
+    repurchase_weeks: int = Field(12, ge=1, le=52)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if self.data_dir is not None and str(self.data_dir).strip() == "":
+            raise ValueError("KLANTBEELD_DATA_DIR is set but empty")
+        return self
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        """Input data location: ``data_dir`` if set, else ``home/demo-shop``."""
+        return self.data_dir if self.data_dir is not None else self.home / "demo-shop"
+
+    @property
+    def features_dir(self) -> Path:
+        """Where feature snapshots are written by default (``home/features``)."""
+        return self.home / "features"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """MLflow tracking URI: the setting, else ``sqlite:///<home>/mlflow.db``."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        """Artifact folder of the local MLflow store (``home/mlartifacts``)."""
+        return (self.home / "mlartifacts").resolve()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()
