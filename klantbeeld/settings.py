@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     churn_population_days: int = Field(365, ge=30, le=3650)
     repurchase_weeks: int = Field(12, ge=1, le=52)
 
+    # Serving: placements and online state.
+    placements_file: Path | None = Field(
+        None,
+        description="YAML file declaring the placements (newsletter, cart_abandonment, ...); "
+        "default the packaged serving/placements.yaml.",
+    )
+    state_file: Path | None = Field(
+        None,
+        description="SQLite file of online state (sends, recent purchases); "
+        "default home/state.sqlite.",
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         if self.data_dir is not None and str(self.data_dir).strip() == "":
@@ -71,6 +83,11 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def resolved_state_file(self) -> Path:
+        """SQLite file of online state: ``state_file`` if set, else ``home/state.sqlite``."""
+        return self.state_file if self.state_file is not None else self.home / "state.sqlite"
 
     @property
     def artifact_root(self) -> Path:
