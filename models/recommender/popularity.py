@@ -1,0 +1,117 @@
+"""Popularity baselines: most popular overall and most popular in the user's categories."""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+from scipy import sparse
+
+from models.recommender.base import Recommender, check_fit_input
+
+
+class PopularityRecommender(Recommender):
+    """Recommend the items most users interacted with (the same list for everyone).
+
+    Parameters
+    ----------
+    weighted : bool, default False
+        False: popularity is the number of distinct users with a non-zero entry.
+        True: popularity is the sum of the confidences.
+
+    Attributes
+    ----------
+    popularity_ : ndarray of float32, shape (n_items,)
+    """
+
+    kind = "popular"
+    _arrays = ("popularity_",)
+
+    def __init__(self, weighted: bool = False):
+        self.weighted = weighted
+
+    def fit(self, user_items: sparse.csr_matrix) -> Self:
+        """Count each item's users (or confidence) in ``user_items``; return ``self``."""
+        m = check_fit_input(user_items)
+        col = m.sum(axis=0) if self.weighted else (m > 0).sum(axis=0)
+        self.popularity_ = np.asarray(col, dtype=np.float32).ravel()
+        self.n_items_ = int(m.shape[1])
+        return self
+
+    def _score_block(self, user_ids: np.ndarray, rows: sparse.csr_matrix) -> np.ndarray:
+        return np.broadcast_to(self.popularity_, (len(user_ids), self.n_items_)).copy()
+
+
+class CategoryPopularityRecommender(Recommender):
+    """Popular in the user's categories: cold start that still follows the user's interests.
+
+    The score of item ``i`` for user ``u`` is ``affinity(u, c_i) * share(i | c_i) +
+    eps * share(i)``, where ``affinity`` is the share of the user's current
+    interactions (confidence-weighted) in category ``c_i``, ``share(i | c)`` the item's
+    share of the users in its category, and the small ``eps`` term orders the rest of
+    the catalogue by overall popularity (users without history get exactly that).
+
+    Parameters
+    ----------
+    item_categories : sequence of int, shape (n_items,)
+        Category code (0..n_categories-1) of every item position.
+    eps : float, default 1e-3
+        Weight of overall popularity.
+
+    Attributes
+    ----------
+    in_category_ : ndarray of float32, shape (n_items,)
+        ``share(i | c_i)``.
+    overall_ : ndarray of float32, shape (n_items,)
+        ``share(i)``.
+    """
+
+    kind = "popular_in_segment"
+    _arrays = ("in_category_", "overall_", "categories_")
+    _fitted_scalars = ("n_items_", "n_categories_")
+
+    def __init__(self, item_categories: list[int] | np.ndarray, eps: float = 1e-3):
+        self.item_categories = item_categories
+        self.eps = eps
+
+    def fit(self, user_items: sparse.csr_matrix) -> Self:
+        """Compute overall and within-category item popularity; return ``self``."""
+        m = check_fit_input(user_items)
+        cats = np.asarray(self.item_categories, dtype=np.int64)
+        if cats.shape != (m.shape[1],) or (cats.size and cats.min() < 0):
+            raise ValueError(
+                f"item_categories must hold one non-negative code per item ({m.shape[1]}), "
+                f"got shape {cats.shape}"
+            )
+        users = np.asarray((m > 0).sum(axis=0), dtype=np.float64).ravel()
+        self.n_categories_ = int(cats.max()) + 1 if cats.size else 0
+        cat_total = np.bincount(cats, weights=users, minlength=self.n_categories_)
+        self.in_category_ = (users / np.maximum(cat_total[cats], 1.0)).astype(np.float32)
+        self.overall_ = (users / max(users.sum(), 1.0)).astype(np.float32)
+        self.categories_ = cats.astype(np.int32)
+        self.n_items_ = int(m.shape[1])
+        return self
+
+    def category_affinity(self, rows: sparse.csr_matrix) -> np.ndarray:
+        """Share of each user's confidence per category, shape (n_rows, n_categories)."""
+        onehot = sparse.csr_matrix(
+            (
+                np.ones(self.n_items_, dtype=np.float32),
+                (np.arange(self.n_items_), self.categories_),
+            ),
+            shape=(self.n_items_, self.n_categories_),
+        )
+        per_cat = np.asarray((rows @ onehot).todense(), dtype=np.float32)
+        total = per_cat.sum(axis=1, keepdims=True)
+        return np.divide(per_cat, total, out=np.zeros_like(per_cat), where=total > 0)
+
+    def top_category(self, rows: sparse.csr_matrix) -> np.ndarray:
+        """Each user's strongest category code, ``-1`` for users without history."""
+        aff = self.category_affinity(rows)
+        best = aff.argmax(axis=1).astype(np.int32)
+        best[aff.max(axis=1) <= 0] = -1
+        return best
+
+    def _score_block(self, user_ids: np.ndarray, rows: sparse.csr_matrix) -> np.ndarray:
+        aff = self.category_affinity(rows)
+        return aff[:, self.categories_] * self.in_category_ + self.eps * self.overall_
