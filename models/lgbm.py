@@ -1,0 +1,251 @@
+"""LightGBM binary scorer with early stopping and a calibrated probability output.
+
+Shared by :mod:`models.conversion_intent` and :mod:`models.churn`, which only set defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from models.base import TOP_DOWN, TOP_UP, Scorer, check_xy, top_k_names
+
+log = logging.getLogger(__name__)
+
+BOOSTER_FILE = "booster.txt"
+META_FILE = "scorer.json"
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_child_samples": 100,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "max_bin": 255,
+}
+
+
+def _frame(X: pd.DataFrame, names: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
+    """Select ``names`` from ``X`` (missing -> NaN) with categoricals fixed to ``categories``."""
+    cols = {}
+    for n in names:
+        if n in categories:
+            raw = X[n] if n in X.columns else pd.Series(None, index=X.index, dtype=object)
+            cols[n] = pd.Categorical(raw.astype(object), categories=categories[n])
+        elif n in X.columns:
+            cols[n] = pd.to_numeric(X[n], errors="coerce").astype(np.float64)
+        else:
+            cols[n] = np.full(len(X), np.nan)
+    return pd.DataFrame(cols, index=X.index)
+
+
+class GradientBoostedScorer(Scorer):
+    """Gradient-boosted trees (LightGBM) + calibration chosen on the validation period.
+
+    Parameters
+    ----------
+    params : dict, optional
+        LightGBM parameters overriding :data:`DEFAULT_PARAMS` and the class's ``DEFAULTS``.
+    n_estimators : int
+        Maximum boosting rounds.
+    early_stopping_rounds : int
+        Stop when validation log-loss has not improved for this many rounds.
+    random_state : int
+        Seed of bagging, feature sampling and calibration folds.
+    num_threads : int
+        LightGBM threads (fixed so results do not depend on the machine).
+
+    Attributes
+    ----------
+    booster_ : lightgbm.Booster
+    calibrator_ : training.calibration.Calibrator
+    calibration_brier_ : dict[str, float]
+        Cross-fitted validation Brier score of each calibration method.
+    best_iteration_ : int
+    feature_names_ : list[str]
+    categories_ : dict[str, list[str]]
+        Categorical features and their categories (sorted, from the training rows).
+    """
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    """Family defaults layered over :data:`DEFAULT_PARAMS` (subclasses set them)."""
+
+    def __init__(
+        self,
+        params: dict[str, Any] | None = None,
+        n_estimators: int = 2000,
+        early_stopping_rounds: int = 50,
+        random_state: int = 42,
+        num_threads: int = 2,
+    ) -> None:
+        self.params = params
+        self.n_estimators = n_estimators
+        self.early_stopping_rounds = early_stopping_rounds
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    def lgb_params(self) -> dict[str, Any]:
+        """The full LightGBM parameter set used by :meth:`fit` (deterministic, seeded)."""
+        seed = int(self.random_state)
+        return {
+            **DEFAULT_PARAMS,
+            **self.DEFAULTS,
+            **(self.params or {}),
+            "seed": seed,
+            "bagging_seed": seed,
+            "feature_fraction_seed": seed,
+            "data_random_seed": seed,
+            "deterministic": True,
+            "force_col_wise": True,
+            "num_threads": int(self.num_threads),
+            "verbose": -1,
+        }
+
+    def fit(self, X, y, X_valid, y_valid) -> Self:
+        """Fit trees on ``(X, y)`` with early stopping on, and calibration fitted to,
+        ``(X_valid, y_valid)``. See :class:`models.base.Scorer`."""
+        import lightgbm as lgb
+
+        from training.calibration import choose_calibrator
+
+        y_arr = check_xy(X, y, "X")
+        yv_arr = check_xy(X_valid, y_valid, "X_valid")
+        names = [str(c) for c in X.columns]
+        categories = {
+            n: sorted(X[n].dropna().astype(str).unique().tolist())
+            for n in names
+            if not pd.api.types.is_numeric_dtype(X[n]) and not pd.api.types.is_bool_dtype(X[n])
+        }
+        Xt, Xv = _frame(X, names, categories), _frame(X_valid, names, categories)
+        params = self.lgb_params()
+        train_set = lgb.Dataset(Xt, label=y_arr, categorical_feature=list(categories) or "auto")
+        valid_set = lgb.Dataset(Xv, label=yv_arr, reference=train_set)
+        booster = lgb.train(
+            params,
+            train_set,
+            num_boost_round=self.n_estimators,
+            valid_sets=[valid_set],
+            valid_names=["valid"],
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+        )
+        self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
+        # keep exactly the trees that are used, so the saved file is the served model
+        self.booster_ = lgb.Booster(
+            model_str=booster.model_to_string(num_iteration=self.best_iteration_)
+        )
+        self.feature_names_ = names
+        self.categories_ = categories
+        raw_valid = self.booster_.predict(Xv, raw_score=True)
+        choice = choose_calibrator(raw_valid, yv_arr, random_state=int(self.random_state))
+        self.calibrator_ = choice.calibrator
+        self.calibration_brier_ = choice.brier
+        log.info(
+            "fitted %s: %d trees, calibration %s",
+            type(self).__name__,
+            self.best_iteration_,
+            choice.method,
+        )
+        return self
+
+    def frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        """``X`` reduced to the pinned features, typed as at fit time."""
+        self._check_fitted()
+        return _frame(X, self.feature_names_, self.categories_)
+
+    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated margin (log-odds) per row."""
+        return np.asarray(self.booster_.predict(self.frame(X), raw_score=True), dtype=np.float64)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of label 1 per row (see :class:`models.base.Scorer`)."""
+        self._check_fitted()
+        return self.calibrator_.predict(self.predict_raw(X))
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per-row feature contributions to the margin (LightGBM ``pred_contrib``, log-odds).
+
+        Returns a frame with one column per feature plus ``bias``; rows sum to the margin.
+        """
+        contrib = self.booster_.predict(self.frame(X), pred_contrib=True)
+        return pd.DataFrame(contrib, index=X.index, columns=[*self.feature_names_, "bias"])
+
+    def explain(self, X: pd.DataFrame, k: int = 3) -> pd.DataFrame:
+        """Top-``k`` features pushing each score up and down (see :class:`models.base.Scorer`)."""
+        contrib = self.booster_.predict(self.frame(X), pred_contrib=True)[:, :-1]
+        ups, downs = top_k_names(contrib, self.feature_names_, k)
+        return pd.DataFrame({TOP_UP: ups, TOP_DOWN: downs}, index=X.index)
+
+    def feature_importance(self) -> pd.Series:
+        """Total gain per feature, descending."""
+        self._check_fitted()
+        gain = self.booster_.feature_importance(importance_type="gain")
+        return pd.Series(gain, index=self.feature_names_, name="gain").sort_values(
+            ascending=False, kind="stable"
+        )
+
+    def get_meta(self) -> dict[str, Any]:
+        """Everything but the trees, as JSON-able data."""
+        return {
+            "class": type(self).__name__,
+            "params": self.params,
+            "n_estimators": self.n_estimators,
+            "early_stopping_rounds": self.early_stopping_rounds,
+            "random_state": self.random_state,
+            "num_threads": self.num_threads,
+            "feature_names": self.feature_names_,
+            "categories": self.categories_,
+            "best_iteration": self.best_iteration_,
+            "calibrator": self.calibrator_.to_dict(),
+            "calibration_brier": self.calibration_brier_,
+        }
+
+    def save(self, path: Path) -> None:
+        """Write ``booster.txt`` (LightGBM text model) and ``scorer.json`` to ``path``."""
+        self._check_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.booster_.save_model(str(tmp / BOOSTER_FILE))
+            (tmp / META_FILE).write_text(json.dumps(self.get_meta(), indent=1, sort_keys=True))
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        """Read a model written by :meth:`save`."""
+        import lightgbm as lgb
+
+        from training.calibration import Calibrator
+
+        path = Path(path)
+        meta = json.loads((path / META_FILE).read_text())
+        obj = cls(
+            params=meta["params"],
+            n_estimators=meta["n_estimators"],
+            early_stopping_rounds=meta["early_stopping_rounds"],
+            random_state=meta["random_state"],
+            num_threads=meta["num_threads"],
+        )
+        obj.booster_ = lgb.Booster(model_file=str(path / BOOSTER_FILE))
+        obj.feature_names_ = list(meta["feature_names"])
+        obj.categories_ = {k: list(v) for k, v in meta["categories"].items()}
+        obj.best_iteration_ = int(meta["best_iteration"])
+        obj.calibrator_ = Calibrator.from_dict(meta["calibrator"])
+        obj.calibration_brier_ = meta["calibration_brier"]
+        return obj

@@ -1,0 +1,132 @@
+"""MLflow pyfunc wrapper: a saved :class:`models.base.Scorer` served as a pyfunc model.
+
+The loaded model takes a pandas DataFrame of customer features (the snapshot's customer
+columns; extra columns such as ``customer_id`` are ignored) and returns the calibrated
+probability per row as a float64 numpy array.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from models.base import Scorer
+
+log = logging.getLogger(__name__)
+
+SCORER_ARTIFACT = "scorer"
+SCORER_CLASSES: dict[str, type[Scorer]] = {}
+
+
+def _scorer_class(name: str) -> type[Scorer]:
+    from models.baselines import LogisticBaseline, RFMBaseline
+    from models.churn import ChurnModel
+    from models.conversion_intent import ConversionIntentModel
+    from models.lgbm import GradientBoostedScorer
+
+    known = {
+        c.__name__: c
+        for c in (
+            ConversionIntentModel,
+            ChurnModel,
+            GradientBoostedScorer,
+            RFMBaseline,
+            LogisticBaseline,
+            *SCORER_CLASSES.values(),
+        )
+    }
+    if name not in known:
+        raise ValueError(f"scorer class must be one of {sorted(known)}, got {name!r}")
+    return known[name]
+
+
+class ScorerPyfunc(mlflow.pyfunc.PythonModel):
+    """pyfunc model around a scorer saved with :meth:`models.base.Scorer.save`.
+
+    Parameters
+    ----------
+    scorer_class : str
+        Class name of the saved scorer, e.g. ``"ChurnModel"``.
+    """
+
+    def __init__(self, scorer_class: str) -> None:
+        self.scorer_class = scorer_class
+        self.scorer: Scorer | None = None
+
+    def load_context(self, context: Any) -> None:
+        """Load the scorer from the model's ``scorer`` artifact directory."""
+        self.scorer = _scorer_class(self.scorer_class).load(
+            Path(context.artifacts[SCORER_ARTIFACT])
+        )
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params=None) -> np.ndarray:
+        """Calibrated probability per row of ``model_input`` (float64)."""
+        if self.scorer is None:
+            self.load_context(context)
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        return self.scorer.predict_proba(model_input)
+
+
+def log_scorer(
+    scorer: Scorer,
+    input_example: pd.DataFrame,
+    name: str = "model",
+    workdir: Path | None = None,
+) -> Any:
+    """Log ``scorer`` as a pyfunc model in the active run, with signature and input example.
+
+    Parameters
+    ----------
+    scorer : Scorer
+        Fitted scorer.
+    input_example : pandas.DataFrame
+        A few feature rows (``scorer.feature_names_`` columns); also defines the signature.
+    name : str
+        Artifact name of the model in the run.
+    workdir : Path, optional
+        Scratch folder for the saved scorer (default a temporary folder).
+
+    Returns
+    -------
+    mlflow.models.model.ModelInfo
+    """
+    import tempfile
+
+    import lightgbm
+    import sklearn
+    from mlflow.models import infer_signature
+
+    example = input_example[scorer.feature_names_].reset_index(drop=True)
+    signature = infer_signature(example, scorer.predict_proba(example))
+    pip = [
+        f"mlflow=={mlflow.__version__}",
+        f"lightgbm=={lightgbm.__version__}",
+        f"scikit-learn=={sklearn.__version__}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+    ]
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        path = Path(tmp) / SCORER_ARTIFACT
+        scorer.save(path)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=ScorerPyfunc(type(scorer).__name__),
+            artifacts={SCORER_ARTIFACT: str(path)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip,
+        )
+
+
+def unwrap_scorer(model: mlflow.pyfunc.PyFuncModel) -> Scorer:
+    """Return the :class:`Scorer` inside a loaded pyfunc model (for explanations)."""
+    inner = model.unwrap_python_model()
+    if not isinstance(inner, ScorerPyfunc) or inner.scorer is None:
+        raise ValueError("model must be a loaded klantbeeld ScorerPyfunc model")
+    return inner.scorer

@@ -1,0 +1,156 @@
+"""Time-based backtest plans: which snapshot cutoffs train, validate and test a model.
+
+For a label horizon ``H`` days and the last day with data ``E`` (exclusive end):
+
+- the test cutoff is ``E - H`` (its label window ``(T_test, T_test + H]`` ends at ``E``);
+- the validation cutoff is ``T_test - H`` (its labels end where the test period starts);
+- training cutoffs are ``T_valid - H``, then every ``step_days`` further back;
+
+so no label window of a training cutoff reaches the validation cutoff, and none of the
+validation period reaches the test cutoff. Training examples from several cutoffs are
+stacked. Cutoffs are midnights (UTC, naive).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """Knobs of a backtest plan.
+
+    Attributes
+    ----------
+    n_train : int
+        Number of stacked training cutoffs.
+    step_days : int
+        Days between consecutive training cutoffs.
+    max_train_rows : int
+        Cap on stacked training rows (a seeded sample is taken above it).
+    min_history_days : int
+        Earliest training cutoff is at least this many days after the first event.
+    """
+
+    n_train: int = 4
+    step_days: int = 28
+    max_train_rows: int = 600_000
+    min_history_days: int = 28
+
+    def __post_init__(self) -> None:
+        if self.n_train < 1:
+            raise ValueError(f"n_train must be >= 1, got {self.n_train}")
+        if self.step_days < 1:
+            raise ValueError(f"step_days must be >= 1, got {self.step_days}")
+        if self.max_train_rows < 100:
+            raise ValueError(f"max_train_rows must be >= 100, got {self.max_train_rows}")
+
+
+@dataclass(frozen=True)
+class BacktestPlan:
+    """Cutoffs of one backtest (all naive UTC midnights) and the label horizon in days."""
+
+    train: tuple[datetime, ...]
+    valid: datetime
+    test: datetime
+    horizon_days: int
+
+    def __post_init__(self) -> None:
+        check_plan(self)
+
+    @property
+    def test_end(self) -> datetime:
+        """End (inclusive) of the test label window."""
+        return self.test + timedelta(days=self.horizon_days)
+
+    @property
+    def test_period(self) -> str:
+        """``"<test cutoff>/<test end>"`` in ISO dates: the key for champion comparisons."""
+        return f"{self.test.date().isoformat()}/{self.test_end.date().isoformat()}"
+
+    @property
+    def cutoffs(self) -> tuple[datetime, ...]:
+        """Every cutoff, oldest first."""
+        return (*self.train, self.valid, self.test)
+
+    def as_params(self) -> dict[str, str]:
+        """The plan as flat MLflow params."""
+        return {
+            "train_cutoffs": ",".join(t.date().isoformat() for t in self.train),
+            "valid_cutoff": self.valid.date().isoformat(),
+            "test_cutoff": self.test.date().isoformat(),
+            "horizon_days": str(self.horizon_days),
+        }
+
+
+def check_plan(plan: BacktestPlan) -> None:
+    """Raise ``ValueError`` unless label windows of train < valid < test never overlap."""
+    h = timedelta(days=plan.horizon_days)
+    if plan.horizon_days < 1:
+        raise ValueError(f"horizon_days must be >= 1, got {plan.horizon_days}")
+    if not plan.train:
+        raise ValueError("train must hold at least one cutoff")
+    if list(plan.train) != sorted(set(plan.train)):
+        raise ValueError("train cutoffs must be strictly increasing")
+    if plan.train[-1] + h > plan.valid:
+        raise ValueError(
+            f"label window of train cutoff {plan.train[-1]:%Y-%m-%d} reaches past the "
+            f"validation cutoff {plan.valid:%Y-%m-%d}"
+        )
+    if plan.valid + h > plan.test:
+        raise ValueError(
+            f"label window of validation cutoff {plan.valid:%Y-%m-%d} reaches past the "
+            f"test cutoff {plan.test:%Y-%m-%d}"
+        )
+
+
+def _midnight(t: datetime) -> datetime:
+    return datetime(t.year, t.month, t.day)
+
+
+def plan_backtest(
+    data_end: datetime,
+    horizon_days: int,
+    config: BacktestConfig | None = None,
+    data_start: datetime | None = None,
+) -> BacktestPlan:
+    """Lay out the cutoffs of a backtest ending at ``data_end``.
+
+    Parameters
+    ----------
+    data_end : datetime
+        Exclusive end of the data (e.g. the midnight after the last event). The test
+        label window ends on it.
+    horizon_days : int
+        Label horizon H in days.
+    config : BacktestConfig, optional
+        Number and spacing of training cutoffs.
+    data_start : datetime, optional
+        First event; training cutoffs earlier than ``data_start + min_history_days`` are
+        dropped.
+
+    Returns
+    -------
+    BacktestPlan
+
+    Raises
+    ------
+    ValueError
+        When the data is too short for a single training cutoff.
+    """
+    config = config or BacktestConfig()
+    h = timedelta(days=horizon_days)
+    test = _midnight(data_end) - h
+    valid = test - h
+    last_train = valid - h
+    train = [last_train - timedelta(days=config.step_days * i) for i in range(config.n_train)]
+    if data_start is not None:
+        earliest = data_start + timedelta(days=config.min_history_days)
+        train = [t for t in train if t >= earliest]
+    if not train:
+        raise ValueError(
+            f"data from {data_start} to {data_end} is too short for a backtest with a "
+            f"{horizon_days}-day horizon (needs 3 horizons plus {config.min_history_days} days)"
+        )
+    return BacktestPlan(tuple(sorted(train)), valid, test, horizon_days)
