@@ -1,0 +1,1 @@
+"""Serving: placements, business rules, next-best-offers, online state and batch exports."""

@@ -1,0 +1,304 @@
+"""Next-best-offers for a placement: candidates -> rank -> business rules -> content block.
+
+:func:`recommend_for` answers per recipient (API, notebooks); :func:`recommend_frame` is the
+vectorised batch path the export streams chunk by chunk. Candidates come from a fitted
+recommender that follows :class:`CandidateModel` (``models.recommender.next_best.
+NextBestOffers``) or from a ready candidates frame; with neither, every recipient gets the
+placement's popular fallback. Unknown customers and customers without history never raise:
+they get popular items of their segment / overall (when the channel needs no consent) or an
+explicit not-eligible result (when it does: no consent is on record for them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from features import contract as c
+from serving.context import RecContext
+from serving.placements import Placement, PlacementConfig, load_placements
+from serving.rules import (
+    CONTENT_BLOCK,
+    ELIGIBLE,
+    RANK,
+    REASON,
+    SCORE,
+    SOURCE,
+    RuleResult,
+    apply_rules,
+    eligibility,
+)
+from serving.state import StateStore
+
+log = logging.getLogger(__name__)
+
+#: Online state is queried per customer up to this many recipients; above, in one scan.
+_STATE_PER_CUSTOMER_MAX = 5_000
+#: Purchases recorded at run time are read from this many days before the context's ``now``.
+STATE_PURCHASE_OVERLAP_DAYS = 7
+
+
+class CandidateModel(Protocol):
+    """What the rules need from a fitted recommender (``NextBestOffers``)."""
+
+    def candidates(self, customer_ids: Sequence[str], n_per_source: int = 50) -> pd.DataFrame:
+        """Candidates ``customer_id, item_id, score, source, reason`` for these customers."""
+        ...
+
+    def rank(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        """Final ``score`` per (customer, item), sorted per customer."""
+        ...
+
+
+@dataclass(frozen=True)
+class RecommendedItem:
+    """One item for a recipient, with the content fields a template needs.
+
+    Attributes
+    ----------
+    rank : int
+        1 = best.
+    item_id : str
+    score : float
+        Ranker score (higher is better); popularity share for fallback items.
+    reason : str
+        ``bought_before``, ``similar_to:<item_id>``, ``viewed``, ``popular_in:<segment>``,
+        ``for_you`` or ``in_cart``.
+    title, url, image_url : str or None
+    price : float or None
+        EUR.
+    category : str
+    """
+
+    rank: int
+    item_id: str
+    score: float
+    reason: str
+    title: str | None
+    url: str | None
+    image_url: str | None
+    price: float | None
+    category: str | None
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    """Recommendations for one recipient in one placement.
+
+    Attributes
+    ----------
+    customer_id : str
+    placement : str
+    eligible : bool
+        False: nothing may be sent/shown; ``reason`` says why (``no_email_consent``,
+        ``unknown_customer``, ``empty_cart``, ``no_items``).
+    reason : str or None
+    content_block : str or None
+        Best-matching content block (e.g. ``baking``), ``None`` when not eligible.
+    items : list of RecommendedItem
+        Ranked items (empty when not eligible).
+    """
+
+    customer_id: str
+    placement: str
+    eligible: bool
+    reason: str | None
+    content_block: str | None
+    items: list[RecommendedItem] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready)."""
+        return asdict(self)
+
+
+def resolve_placement(
+    placement: str | Placement, placements: PlacementConfig | None = None
+) -> Placement:
+    """Placement object from a name (looked up in ``placements``, default the packaged file)."""
+    if isinstance(placement, Placement):
+        return placement
+    return (placements or load_placements()).get(placement)
+
+
+def _state_overlay(
+    state: StateStore | None,
+    recipients: Sequence[str],
+    placement: Placement,
+    context: RecContext,
+    now: datetime,
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    if state is None:
+        return None, None
+    ids = None if len(recipients) > _STATE_PER_CUSTOMER_MAX else list(recipients)
+    sends = None
+    days = placement.rules.exclude_sent_days
+    if days is not None:
+        sends = state.recent_sends(now - timedelta(days=days), ids)
+    since = context.now - timedelta(days=STATE_PURCHASE_OVERLAP_DAYS)
+    purchases = state.recent_purchases(since, ids)
+    return sends, purchases
+
+
+def recommend_frame(
+    customers: Sequence[str] | np.ndarray | pd.Index,
+    placement: str | Placement,
+    *,
+    context: RecContext,
+    model: CandidateModel | None = None,
+    candidates: pd.DataFrame | None = None,
+    placements: PlacementConfig | None = None,
+    state: StateStore | None = None,
+    now: datetime | None = None,
+) -> RuleResult:
+    """Vectorised next-best-offers for many recipients (the batch path).
+
+    Parameters
+    ----------
+    customers : sequence of str
+        Recipients, in output order.
+    placement : str or Placement
+        Placement name (looked up in ``placements``) or object.
+    context : RecContext
+        Customers, items, purchase and send history (see :mod:`serving.context`).
+    model : CandidateModel, optional
+        Fitted recommender; asked only for recipients who may receive the placement.
+    candidates : DataFrame, optional
+        Ready ranked candidates (``customer_id, item_id, score[, source, reason]``); used
+        instead of ``model``.
+    placements : PlacementConfig, optional
+        Where placement names are looked up; default the packaged placements.
+    state : StateStore, optional
+        Online state (sends and purchases recorded at run time).
+    now : datetime, optional
+        Reference instant (naive UTC); default ``context.now``.
+
+    Returns
+    -------
+    RuleResult
+    """
+    pl = resolve_placement(placement, placements)
+    recipients = pd.Index(pd.unique(pd.Index(customers).astype(str)))
+    when = now if now is not None else context.now
+    if candidates is None and model is not None:
+        ok, _ = eligibility(context.customer_codes(recipients), pl, context)
+        asked = recipients[ok]
+        if len(asked):
+            raw = model.candidates(list(asked), n_per_source=pl.n_per_source)
+            if SOURCE in raw.columns:
+                raw = raw[raw[SOURCE].isin(pl.candidate_sources)]
+            candidates = model.rank(raw) if len(raw) else raw
+    sends, purchases = _state_overlay(state, list(recipients), pl, context, when)
+    return apply_rules(
+        candidates,
+        recipients,
+        pl,
+        context,
+        now=now,
+        recent_sends=sends,
+        recent_purchases=purchases,
+    )
+
+
+def recommend_for(
+    customers: Sequence[str],
+    placement: str | Placement,
+    *,
+    context: RecContext,
+    model: CandidateModel | None = None,
+    candidates: pd.DataFrame | None = None,
+    placements: PlacementConfig | None = None,
+    state: StateStore | None = None,
+    now: datetime | None = None,
+) -> list[RecipientResult]:
+    """Next-best-offers per recipient: one :class:`RecipientResult` per distinct customer.
+
+    Same parameters as :func:`recommend_frame`. Unknown customers and customers without
+    history get the placement's popular fallback (or, on a channel that needs consent, a
+    not-eligible result with reason ``unknown_customer``) -- never an error.
+
+    Returns
+    -------
+    list of RecipientResult
+        In the order of ``customers`` (duplicates dropped).
+    """
+    pl = resolve_placement(placement, placements)
+    result = recommend_frame(
+        customers,
+        pl,
+        context=context,
+        model=model,
+        candidates=candidates,
+        placements=placements,
+        state=state,
+        now=now,
+    )
+    return to_recipient_results(result, pl.name)
+
+
+def to_recipient_results(result: RuleResult, placement: str) -> list[RecipientResult]:
+    """Turn the frames of a :class:`RuleResult` into per-recipient objects."""
+    rec = result.recs
+    rows = rec.to_dict("records")
+    ids = rec[c.CUSTOMER_ID].to_numpy(dtype=object)
+    out: list[RecipientResult] = []
+    start = 0
+    for r in result.recipients.itertuples(index=False):
+        cid = getattr(r, c.CUSTOMER_ID)
+        end = start
+        while end < len(ids) and ids[end] == cid:
+            end += 1
+        items = [_item(row) for row in rows[start:end]]
+        start = end
+        reason = getattr(r, REASON)
+        block = getattr(r, CONTENT_BLOCK)
+        out.append(
+            RecipientResult(
+                customer_id=str(cid),
+                placement=placement,
+                eligible=bool(getattr(r, ELIGIBLE)),
+                reason=None if _missing(reason) else str(reason),
+                content_block=None if _missing(block) else str(block),
+                items=items,
+            )
+        )
+    return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _item(row: dict[str, Any]) -> RecommendedItem:
+    def opt(key: str) -> Any:
+        v = row.get(key)
+        return None if _missing(v) else v
+
+    price = opt(c.PRICE)
+    return RecommendedItem(
+        rank=int(row[RANK]),
+        item_id=str(row[c.ITEM_ID]),
+        score=float(row[SCORE]),
+        reason=str(row[REASON]),
+        title=opt(c.TITLE),
+        url=opt(c.URL),
+        image_url=opt(c.IMAGE_URL),
+        price=None if price is None else float(price),
+        category=opt(c.CATEGORY),
+    )
+
+
+__all__ = [
+    "CandidateModel",
+    "RecipientResult",
+    "RecommendedItem",
+    "recommend_for",
+    "recommend_frame",
+    "resolve_placement",
+    "to_recipient_results",
+]
