@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXPERIMENT_PREFIX = "klantbeeld-"
+RUN_ID_ENV = "MLFLOW_RUN_ID"
 
 
 def experiment_name(model: str) -> str:
@@ -133,8 +134,18 @@ def start_run(
 
     configure_mlflow(settings)
     exp_id = ensure_experiment(model, settings)
-    with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags) as run:
-        yield run
+    tags = dict(tags or {})
+    # Under `mlflow run`, MLFLOW_RUN_ID names the project's own run; each job still gets
+    # its own run in its model's experiment, linked to the project run by a tag.
+    parent = os.environ.pop(RUN_ID_ENV, None)
+    if parent:
+        tags.setdefault("klantbeeld.project_run_id", parent)
+    try:
+        with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags) as run:
+            yield run
+    finally:
+        if parent:
+            os.environ[RUN_ID_ENV] = parent
 
 
 def ui_command(settings: Settings | None = None) -> str:

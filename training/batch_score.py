@@ -1,0 +1,153 @@
+"""Batch scoring: every champion score for every customer at one point in time.
+
+:func:`score_customers` builds the feature snapshot at ``as_of``, scores every customer with
+the champion (registry alias ``champion``) of each binary model, and writes one Parquet
+row per customer: ``customer_id``, ``as_of`` and per model ``<model>_score`` (calibrated
+probability), ``<model>_model_version`` and ``<model>_top_up`` / ``<model>_top_down``
+(up to 3 feature names pushing the score up / down). The file is written to a temporary
+name and renamed, so a failed run leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features import contract as c
+from klantbeeld.errors import NotTrainedError
+from klantbeeld.settings import Settings, get_settings
+from models.base import TOP_DOWN, TOP_UP
+
+log = logging.getLogger(__name__)
+
+SCORED_MODELS: tuple[str, ...] = ("conversion_intent", "churn")
+CHUNK_ROWS = 200_000
+EXPLAIN_K = 3
+
+
+def scores_path(settings: Settings, as_of: datetime) -> Path:
+    """Default output: ``<home>/scores/customer_scores_as_of=YYYY-MM-DD.parquet``."""
+    return settings.home / "scores" / f"customer_scores_as_of={as_of:%Y-%m-%d}.parquet"
+
+
+def load_champions(models: Sequence[str]) -> dict[str, tuple[int, Any]]:
+    """Load the champion scorer of each model that has one: ``{model: (version, scorer)}``."""
+    import mlflow
+
+    from models.pyfunc import unwrap_scorer
+    from training import registry
+
+    out: dict[str, tuple[int, Any]] = {}
+    for m in models:
+        version = registry.champion_version(m)
+        if version is None:
+            log.warning("no champion for %s; its columns are left out", m)
+            continue
+        name = registry.registered_model_name(m)
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        out[m] = (version, unwrap_scorer(pyfunc))
+    return out
+
+
+def score_frame(
+    customer: pd.DataFrame, champions: dict[str, tuple[int, Any]], k: int = EXPLAIN_K
+) -> pa.Table:
+    """Score a snapshot's customer table with each champion; return the output table."""
+    ids = customer[c.CUSTOMER_ID].astype(str).to_numpy()
+    columns: dict[str, pa.Array] = {c.CUSTOMER_ID: pa.array(ids, pa.string())}
+    for m, (version, scorer) in champions.items():
+        probs, ups, downs = [], [], []
+        for start in range(0, len(customer), CHUNK_ROWS):
+            part = customer.iloc[start : start + CHUNK_ROWS]
+            probs.append(scorer.predict_proba(part))
+            e = scorer.explain(part, k=k)
+            ups.extend(e[TOP_UP].tolist())
+            downs.extend(e[TOP_DOWN].tolist())
+        p = np.concatenate(probs) if probs else np.empty(0)
+        columns[f"{m}_score"] = pa.array(p, pa.float64())
+        columns[f"{m}_model_version"] = pa.array(np.full(len(p), version, np.int32))
+        columns[f"{m}_top_up"] = pa.array(ups, pa.list_(pa.string()))
+        columns[f"{m}_top_down"] = pa.array(downs, pa.list_(pa.string()))
+    return pa.table(columns)
+
+
+def score_customers(
+    settings: Settings | None,
+    as_of: datetime | date | str,
+    *,
+    data: Path | None = None,
+    out: Path | None = None,
+    models: Sequence[str] = SCORED_MODELS,
+) -> Path:
+    """Score every customer created before ``as_of`` with every champion; write Parquet.
+
+    Parameters
+    ----------
+    settings : Settings or None
+        Default :func:`klantbeeld.settings.get_settings`.
+    as_of : datetime, date or ISO string
+        Snapshot time T (naive UTC; a date means midnight). Only events before T are used.
+    data : Path, optional
+        Shop folder or DuckDB file; default ``settings.resolved_data_dir``.
+    out : Path, optional
+        Output Parquet file; default :func:`scores_path`.
+    models : sequence of str
+        Model families whose champions score.
+
+    Returns
+    -------
+    Path
+        The Parquet file written (one row per customer, see module docstring).
+
+    Raises
+    ------
+    NotTrainedError
+        When none of ``models`` has a champion.
+    """
+    from features.shop import open_shop
+    from features.snapshot import build_snapshot, normalize_as_of
+    from training.tracking import configure_mlflow
+
+    settings = settings or get_settings()
+    t0 = time.perf_counter()
+    as_of = normalize_as_of(as_of)
+    configure_mlflow(settings)
+    champions = load_champions(models)
+    if not champions:
+        raise NotTrainedError(
+            f"no champion for any of {list(models)}; run `klantbeeld train all` first"
+        )
+    data = Path(data) if data is not None else settings.resolved_data_dir
+    shop = open_shop(data, lenient=settings.lenient, threads=settings.threads)
+    snap = build_snapshot(shop, as_of)
+    table = score_frame(snap.customer, champions)
+    table = table.append_column(
+        "as_of", pa.array(np.full(table.num_rows, np.datetime64(as_of, "us")), pa.timestamp("us"))
+    )
+    path = Path(out) if out is not None else scores_path(settings, as_of)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info(
+        "scored %d customers with %s at %s -> %s (%.1fs)",
+        table.num_rows,
+        {m: v for m, (v, _) in champions.items()},
+        as_of.date(),
+        path,
+        time.perf_counter() - t0,
+    )
+    return path

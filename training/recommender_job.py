@@ -1,0 +1,239 @@
+"""Train, evaluate and register the recommender (issue 6).
+
+Time split on the shop's events: candidate sources are fitted on events before ``T``
+and tested on target events in ``(T, T + test_days]``. The LambdaRank re-ranker is
+trained on a *later* period than the sources it re-ranks: sources fitted before
+``T_val = T - test_days`` and labels from ``(T_val, T]`` (half the validation users train
+it, the other half decide whether it beats the blend and the best single source). Each
+source alone, popularity and plain ALS are measured on the same test users.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from features import contract as c
+from features.shop import open_shop
+from models.recommender.interactions import IdMap, id_map_from_shop, load_events
+from models.recommender.next_best import NextBestOffers
+from models.recommender.ranker import CandidateRanker
+from training.ranking_metrics import ranking_report, recall_at_k
+
+log = logging.getLogger(__name__)
+
+MODEL = "recommender"
+KS = (4, 10)
+
+
+@dataclass
+class RecommenderResult:
+    """What one training run produced.
+
+    Attributes
+    ----------
+    metrics : dict[str, float]
+        Every logged metric (``test_recall_at_10``, ``baseline_popularity_recall_at_10``, ...).
+    ranker : str
+        ``"lambdarank"`` or ``"blend"`` (the one kept).
+    as_of : datetime
+        Test period start T; the test period is ``(T, T + test_days]``.
+    n_test_users : int
+    run_id, version : MLflow run id and registered version (None when not logged).
+    model_dir : Path | None
+        Saved :class:`NextBestOffers` folder.
+    """
+
+    metrics: dict[str, float]
+    ranker: str
+    as_of: datetime
+    n_test_users: int
+    run_id: str | None = None
+    version: int | None = None
+    model_dir: Path | None = None
+    promotion: object | None = field(default=None, repr=False)
+
+
+def target_matrix(
+    events: pd.DataFrame, ids: IdMap, start: datetime, end: datetime, types: list[str]
+) -> sparse.csr_matrix:
+    """Binary customer × item matrix of target events with ``start < ts <= end``."""
+    sel = events[
+        (events[c.TS] > pd.Timestamp(start))
+        & (events[c.TS] <= pd.Timestamp(end))
+        & events[c.EVENT_TYPE].isin(types)
+    ]
+    u = ids.user_pos(sel[c.CUSTOMER_ID].to_numpy())
+    i = ids.item_pos(sel[c.ITEM_ID].to_numpy())
+    ok = (u >= 0) & (i >= 0)
+    m = sparse.csr_matrix(
+        (np.ones(ok.sum(), dtype=np.float32), (u[ok], i[ok])),
+        shape=(ids.shape[0] + 1, ids.shape[1]),
+    )
+    m.data[:] = 1.0
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def evaluate_split(
+    events: pd.DataFrame,
+    ids: IdMap,
+    items: pd.DataFrame | None,
+    as_of: datetime,
+    settings,
+    *,
+    test_days: int | None = None,
+    target: list[str] | None = None,
+    sources: tuple[str, ...] | None = None,
+) -> tuple[dict[str, float], NextBestOffers, str]:
+    """Fit sources and ranker around ``as_of``, return (metrics, fitted offers, ranker kind)."""
+    days = test_days or settings.recommender_test_days
+    target = target or list(settings.recommender_target_events)
+    overrides = {"sources": sources} if sources else {}
+    t_val = as_of - timedelta(days=days)
+    seed = settings.seed
+
+    # 1. re-ranker on the validation period (sources fitted before T_val)
+    val = NextBestOffers.from_settings(settings, **overrides).fit(events, ids, items, t_val)
+    truth_val = target_matrix(events, ids, t_val, as_of, target)
+    users_val = np.flatnonzero(truth_val.getnnz(axis=1) > 0)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(users_val)
+    half = len(users_val) // 2
+    fit_users, sel_users = np.sort(users_val[:half]), np.sort(users_val[half:])
+    metrics: dict[str, float] = {}
+    chosen = CandidateRanker("blend")
+    try:
+        lr = val.fit_ranker(fit_users, truth_val, CandidateRanker("lambdarank", random_state=seed))
+    except ValueError as err:  # no positive candidate at all
+        log.warning("LambdaRank not trained: %s", err)
+        lr = None
+    val_scores = {"blend": _recall(val, sel_users, truth_val, chosen)}
+    if lr is not None:
+        val_scores["lambdarank"] = _recall(val, sel_users, truth_val, lr)
+    best_single = max(
+        recall_at_k(_source_recs(val, name, sel_users), truth_val[sel_users], 10)
+        for name in val.models_
+    )
+    metrics["val_blend_recall_at_10"] = val_scores["blend"]
+    metrics["val_best_source_recall_at_10"] = best_single
+    if lr is not None:
+        metrics["val_lambdarank_recall_at_10"] = val_scores["lambdarank"]
+        if val_scores["lambdarank"] > max(best_single, val_scores["blend"]):
+            chosen = lr
+    log.info("validation recall@10: %s, best single source %.4f", val_scores, best_single)
+
+    # 2. test period: sources fitted before T, ranker from the validation period
+    nbo = NextBestOffers.from_settings(settings, **overrides).fit(events, ids, items, as_of)
+    nbo.ranker_ = chosen
+    truth = target_matrix(events, ids, as_of, as_of + timedelta(days=days), target)
+    users = np.flatnonzero(truth.getnnz(axis=1) > 0)
+    t = truth[users]
+    n_items = ids.shape[1]
+    for name in nbo.models_:
+        rep = ranking_report(_source_recs(nbo, name, users), t, n_items, KS)
+        metrics.update({f"source_{name}_{k}": v for k, v in rep.items()})
+    for name, key in (("popular", "popularity"), ("als", "als")):
+        if name in nbo.models_:
+            for k, v in ranking_report(_source_recs(nbo, name, users), t, n_items, KS).items():
+                metrics[f"baseline_{key}_{k}"] = v
+    final = nbo.recommend_positions(users, 10, ranker=chosen)
+    metrics.update({f"test_{k}": v for k, v in ranking_report(final, t, n_items, KS).items()})
+    if chosen.method == "lambdarank":
+        blend = nbo.recommend_positions(users, 10, ranker=CandidateRanker("blend"))
+        metrics["test_blend_recall_at_10"] = recall_at_k(blend, t, 10)
+    metrics["n_test_users"] = float(len(users))
+    return metrics, nbo, chosen.method
+
+
+def _source_recs(nbo: NextBestOffers, name: str, users: np.ndarray) -> np.ndarray:
+    model, mat = nbo._inputs()[name]
+    return model.recommend(users, mat, n=10)[0]
+
+
+def _recall(nbo: NextBestOffers, users, truth, ranker) -> float:
+    return recall_at_k(nbo.recommend_positions(users, 10, ranker=ranker), truth[users], 10)
+
+
+def train_recommender(
+    settings,
+    data: Path | None = None,
+    *,
+    as_of: datetime | None = None,
+    log_to_mlflow: bool = True,
+    out: Path | None = None,
+) -> RecommenderResult:
+    """Train, evaluate, log and register the recommender on one shop.
+
+    Parameters
+    ----------
+    settings : klantbeeld.settings.Settings
+    data : Path, optional
+        Shop folder or DuckDB file; default ``settings.resolved_data_dir``.
+    as_of : datetime, optional
+        Test period start T (naive UTC); default the last event minus ``test_days``.
+    log_to_mlflow : bool, default True
+        Log params, metrics and the model, register ``klantbeeld-recommender`` as
+        challenger and promote it to champion when it beats the champion's
+        ``test_recall_at_10`` on the same test period.
+    out : Path, optional
+        Also save the fitted :class:`NextBestOffers` here.
+
+    Returns
+    -------
+    RecommenderResult
+    """
+    shop = open_shop(data or settings.resolved_data_dir, lenient=settings.lenient)
+    ids = id_map_from_shop(shop)
+    items = shop.items.to_pandas()
+    events = load_events(shop)
+    if events.empty:
+        raise ValueError(f"data {shop.source} has no item events to learn from")
+    days = settings.recommender_test_days
+    last = events[c.TS].max().to_pydatetime()
+    t = as_of or datetime.combine((last - timedelta(days=days)).date(), datetime.min.time())
+    metrics, nbo, kind = evaluate_split(events, ids, items, t, settings)
+    log.info("recommender test recall@10 %.4f (%s)", metrics["test_recall_at_10"], kind)
+    result = RecommenderResult(metrics, kind, t, int(metrics["n_test_users"]))
+    if out is not None:
+        result.model_dir = nbo.save(out)
+    if log_to_mlflow:
+        _log(settings, result, nbo, data or settings.resolved_data_dir)
+    return result
+
+
+def _log(settings, result: RecommenderResult, nbo: NextBestOffers, data: Path) -> None:
+    import mlflow
+
+    from models.recommender.pyfunc import NextBestOffersPyfunc
+    from training.registry import promote_if_better, register_challenger
+    from training.tracking import configure_mlflow, experiment_name
+
+    configure_mlflow(settings)
+    mlflow.set_experiment(experiment_name(MODEL))
+    end = result.as_of + timedelta(days=settings.recommender_test_days)
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags({"test_period": end.date().isoformat(), "data": str(data)})
+        params = {k: v for k, v in nbo.get_params().items() if k != "event_weights"}
+        params.update({f"weight_{k}": v for k, v in nbo.event_weights.items()})
+        params.update({"ranker": result.ranker, "as_of": result.as_of.isoformat()})
+        mlflow.log_params({k: str(v) for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if np.isfinite(v)})
+        folder = nbo.save(Path(tmp) / "nbo")
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=NextBestOffersPyfunc(),
+            artifacts={"nbo": str(folder)},
+            pip_requirements=["klantbeeld"],
+        )
+        result.run_id = run.info.run_id
+    result.version = register_challenger(result.run_id, MODEL)
+    result.promotion = promote_if_better(MODEL, result.version, "test_recall_at_10")

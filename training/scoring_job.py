@@ -1,0 +1,604 @@
+"""The training job of binary customer scores (conversion intent, churn).
+
+One call of :func:`run_scoring_job` is one MLflow run:
+
+1. plan the backtest cutoffs from the data's time range (:mod:`training.backtest`);
+2. build a point-in-time feature snapshot and the labels at every cutoff, and check at one
+   training cutoff that events at or after T do not change the snapshot (point in time);
+3. fit LightGBM on the stacked training cutoffs, early-stop and calibrate on the
+   validation cutoff, score the test cutoff;
+4. fit and score the RFM and logistic baselines on the same rows; on the demo shop
+   (``<data>/truth`` exists) also the oracle that knows the true propensities;
+5. log params, metrics, plots, the feature manifest, the input description and the
+   pyfunc model; register it as ``challenger`` and promote it to ``champion`` when it
+   beats the champion on the same test period (:mod:`training.registry`).
+
+The steps are separate functions so tests can run them on their own (label shuffling,
+planted leaks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features import contract as c
+from klantbeeld.errors import KlantbeeldError
+from klantbeeld.settings import Settings
+from models.base import Scorer
+from models.baselines import LogisticBaseline, RFMBaseline
+from models.churn import ChurnModel
+from models.conversion_intent import ConversionIntentModel
+from models.lgbm import GradientBoostedScorer
+from training import metrics as M
+from training.backtest import BacktestConfig, BacktestPlan, plan_backtest
+from training.result import TrainingResult
+
+log = logging.getLogger(__name__)
+
+LABEL = "label"
+PRIMARY_METRIC = "test_roc_auc"
+CALIBRATION_MIN_BIN = 200
+
+SnapshotFn = Callable[[Any, datetime], Any]
+
+
+class PointInTimeError(KlantbeeldError):
+    """A feature snapshot at T changed when events at or after T were removed (a leak)."""
+
+
+@dataclass(frozen=True)
+class BinaryTask:
+    """What one binary score is: its scorer, labels, horizon and (demo shop) oracle.
+
+    Attributes
+    ----------
+    name : str
+        Model family, e.g. ``"churn"``; the experiment is ``klantbeeld-<name>``.
+    make_scorer : callable
+        ``seed -> GradientBoostedScorer`` (unfitted).
+    labels : callable
+        ``(shop, as_of, settings) -> DataFrame[customer_id, label]`` for the population.
+    horizon_days : callable
+        ``settings -> int``, the label horizon in days.
+    oracle : callable or None
+        ``(shop_dir, as_of, settings) -> DataFrame[customer_id, p]``: the true probability of
+        label 1 from the demo shop's ``truth/`` folder.
+    description : str
+        One line for run descriptions.
+    """
+
+    name: str
+    make_scorer: Callable[[int], GradientBoostedScorer]
+    labels: Callable[[Any, datetime, Settings], pd.DataFrame]
+    horizon_days: Callable[[Settings], int]
+    oracle: Callable[[Path, datetime, Settings], pd.DataFrame] | None
+    description: str
+
+
+def _conversion_labels(shop: Any, as_of: datetime, s: Settings) -> pd.DataFrame:
+    from features.labels import conversion_labels
+
+    return conversion_labels(shop, as_of, s.conversion_horizon_days, s.conversion_population_days)
+
+
+def _churn_labels(shop: Any, as_of: datetime, s: Settings) -> pd.DataFrame:
+    from features.labels import churn_labels
+
+    return churn_labels(shop, as_of, s.churn_horizon_days, s.churn_population_days)
+
+
+def _conversion_oracle(shop_dir: Path, as_of: datetime, s: Settings) -> pd.DataFrame:
+    from features.demo_shop import oracle_purchase_probability
+
+    o = oracle_purchase_probability(shop_dir, as_of, s.conversion_horizon_days)
+    return o.rename(columns={"p_purchase": "p"})[[c.CUSTOMER_ID, "p"]]
+
+
+def _churn_oracle(shop_dir: Path, as_of: datetime, s: Settings) -> pd.DataFrame:
+    from features.demo_shop import oracle_churn_probability
+
+    o = oracle_churn_probability(shop_dir, as_of, s.churn_horizon_days)
+    return o.rename(columns={"p_churn": "p"})[[c.CUSTOMER_ID, "p"]]
+
+
+CONVERSION_INTENT = BinaryTask(
+    name="conversion_intent",
+    make_scorer=lambda seed: ConversionIntentModel(random_state=seed),
+    labels=_conversion_labels,
+    horizon_days=lambda s: s.conversion_horizon_days,
+    oracle=_conversion_oracle,
+    description="purchase in (T, T+H] for customers with a session in the window before T",
+)
+CHURN = BinaryTask(
+    name="churn",
+    make_scorer=lambda seed: ChurnModel(random_state=seed),
+    labels=_churn_labels,
+    horizon_days=lambda s: s.churn_horizon_days,
+    oracle=_churn_oracle,
+    description="no purchase in (T, T+H] for customers with a purchase in the window before T",
+)
+TASKS: dict[str, BinaryTask] = {t.name: t for t in (CONVERSION_INTENT, CHURN)}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def data_range(shop: Any) -> tuple[datetime, datetime]:
+    """First event time and the exclusive end of the data (midnight after the last event)."""
+    ev = shop.events
+    row = ev.aggregate(lo=ev[c.TS].min(), hi=ev[c.TS].max()).to_pandas().iloc[0]
+    lo, hi = pd.Timestamp(row["lo"]).to_pydatetime(), pd.Timestamp(row["hi"]).to_pydatetime()
+    end = datetime(hi.year, hi.month, hi.day) + pd.Timedelta(days=1)
+    return lo, end
+
+
+def default_snapshot(shop: Any, as_of: datetime) -> Any:
+    """The project's snapshot builder (:func:`features.snapshot.build_snapshot`)."""
+    from features.snapshot import build_snapshot
+
+    return build_snapshot(shop, as_of)
+
+
+@dataclass
+class BacktestFrames:
+    """Features joined to labels at every cutoff of a plan.
+
+    ``train`` stacks the training cutoffs (column ``cutoff`` says which); every frame has
+    ``customer_id``, the feature columns and ``label``.
+    """
+
+    plan: BacktestPlan
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    features: list[str]
+    manifest: list[Any]
+    snapshot_seconds: float = 0.0
+
+    def xy(self, split: str) -> tuple[pd.DataFrame, np.ndarray]:
+        """Feature frame and label array of ``split`` (``train``, ``valid`` or ``test``)."""
+        df = getattr(self, split)
+        return df[self.features], df[LABEL].to_numpy(dtype=np.int8)
+
+
+def _frame_at(
+    shop: Any,
+    task: BinaryTask,
+    as_of: datetime,
+    settings: Settings,
+    snapshot_fn: SnapshotFn,
+    cache: dict[datetime, Any] | None,
+) -> tuple[pd.DataFrame, list[Any]]:
+    if cache is not None and as_of in cache:
+        snap = cache[as_of]
+    else:
+        snap = snapshot_fn(shop, as_of)
+        if cache is not None:
+            cache[as_of] = snap
+    labels = task.labels(shop, as_of, settings)[[c.CUSTOMER_ID, LABEL]]
+    df = snap.customer.merge(labels, on=c.CUSTOMER_ID, how="inner", validate="one_to_one")
+    if len(df) < len(labels):
+        log.warning(
+            "%s at %s: %d labelled customers have no snapshot row",
+            task.name,
+            as_of.date(),
+            len(labels) - len(df),
+        )
+    return df, list(snap.manifest)
+
+
+def assemble(
+    shop: Any,
+    task: BinaryTask,
+    plan: BacktestPlan,
+    settings: Settings,
+    snapshot_fn: SnapshotFn = default_snapshot,
+    cache: dict[datetime, Any] | None = None,
+) -> BacktestFrames:
+    """Build the snapshot + labels at every cutoff of ``plan``; stack the training cutoffs."""
+    t0 = time.perf_counter()
+    parts = []
+    manifest: list[Any] = []
+    for t in plan.train:
+        df, manifest = _frame_at(shop, task, t, settings, snapshot_fn, cache)
+        parts.append(df.assign(cutoff=pd.Timestamp(t)))
+    valid, _ = _frame_at(shop, task, plan.valid, settings, snapshot_fn, cache)
+    test, manifest = _frame_at(shop, task, plan.test, settings, snapshot_fn, cache)
+    train = pd.concat(parts, ignore_index=True)
+    features = [col for col in test.columns if col not in (c.CUSTOMER_ID, LABEL)]
+    for name, df in (("train", train), ("valid", valid), ("test", test)):
+        if df[LABEL].nunique() < 2:
+            raise KlantbeeldError(
+                f"{task.name}: the {name} period has {len(df)} labelled customers and only "
+                "one class; the data is too small or too short for this model"
+            )
+    secs = time.perf_counter() - t0
+    log.info(
+        "%s backtest rows: train %d, valid %d, test %d (%.1fs)",
+        task.name,
+        len(train),
+        len(valid),
+        len(test),
+        secs,
+    )
+    return BacktestFrames(plan, train, valid, test, features, manifest, secs)
+
+
+def truncate_shop(shop: Any, as_of: datetime) -> Any:
+    """The same shop with every event and send at or after ``as_of`` removed."""
+    ts = pd.Timestamp(as_of).to_pydatetime()
+    ev = shop.events.filter(shop.events[c.TS] < ts)
+    sends = shop.sends.filter(shop.sends[c.TS] < ts) if shop.sends is not None else None
+    return dataclasses.replace(shop, events=ev, sends=sends)
+
+
+def check_point_in_time(
+    shop: Any,
+    as_of: datetime,
+    snapshot_fn: SnapshotFn = default_snapshot,
+    reference: Any | None = None,
+) -> None:
+    """Raise :class:`PointInTimeError` if removing events at/after ``as_of`` changes the
+    customer snapshot at ``as_of``; the message names the columns that changed.
+
+    Parameters
+    ----------
+    reference : Snapshot, optional
+        The snapshot of the full shop at ``as_of`` if already built.
+    """
+    full = reference if reference is not None else snapshot_fn(shop, as_of)
+    cut = snapshot_fn(truncate_shop(shop, as_of), as_of)
+    a, b = full.customer, cut.customer
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        raise PointInTimeError(
+            f"snapshot at {as_of:%Y-%m-%d} changes shape when later events are removed"
+        )
+    a = a.sort_values(c.CUSTOMER_ID, kind="stable").reset_index(drop=True)
+    b = b.sort_values(c.CUSTOMER_ID, kind="stable").reset_index(drop=True)
+    changed = []
+    for col in a.columns:
+        x, y = a[col], b[col]
+        same = (x == y) | (x.isna() & y.isna())
+        if not bool(same.fillna(False).all()):
+            changed.append(col)
+    if changed:
+        raise PointInTimeError(
+            f"features {changed} at {as_of:%Y-%m-%d} depend on events at or after the cutoff"
+        )
+
+
+# --------------------------------------------------------------------------- fit + evaluate
+
+
+@dataclass
+class Evaluation:
+    """Fitted scorer and everything measured on the test period."""
+
+    scorer: GradientBoostedScorer
+    baselines: dict[str, Scorer]
+    metrics: dict[str, float]
+    scores: dict[str, np.ndarray]
+    y_test: np.ndarray
+    calibration: pd.DataFrame
+    n_train_used: int
+    fit_seconds: float
+    oracle_rows: np.ndarray | None = field(default=None, repr=False)
+
+
+def sample_rows(df: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """At most ``max_rows`` rows of ``df``, a seeded sample in the original order."""
+    if len(df) <= max_rows:
+        return df
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(df), size=max_rows, replace=False))
+    return df.iloc[keep]
+
+
+def calibration_check(table: pd.DataFrame, min_n: int = CALIBRATION_MIN_BIN) -> dict[str, float]:
+    """Worst relative calibration error over deciles with at least ``min_n`` rows."""
+    big = table[table.n >= min_n]
+    return {
+        "test_calibration_max_rel_error": float(big.relative_error.max()) if len(big) else np.nan,
+        "test_calibration_deciles_within_10pct": float((big.relative_error <= 0.10).sum()),
+        "test_calibration_deciles_within_2se": float(
+            (abs(big.mean_predicted - big.observed_rate) <= 2 * big.std_error).sum()
+        ),
+        "test_calibration_deciles_checked": float(len(big)),
+    }
+
+
+def fit_evaluate(
+    frames: BacktestFrames,
+    task: BinaryTask,
+    seed: int,
+    max_train_rows: int = BacktestConfig().max_train_rows,
+    oracle: pd.DataFrame | None = None,
+) -> Evaluation:
+    """Fit the scorer and baselines on ``frames`` and measure them on the test period.
+
+    Parameters
+    ----------
+    oracle : pandas.DataFrame, optional
+        ``customer_id, p``: true probabilities for the test customers (demo shop).
+
+    Returns
+    -------
+    Evaluation
+        Metrics use the fixed names ``test_*``, ``valid_*``, ``baseline_rfm_*``,
+        ``baseline_logreg_*`` and ``oracle_*``.
+    """
+    train = sample_rows(frames.train, max_train_rows, seed)
+    X_tr, y_tr = train[frames.features], train[LABEL].to_numpy(dtype=np.int8)
+    X_va, y_va = frames.xy("valid")
+    X_te, y_te = frames.xy("test")
+
+    t0 = time.perf_counter()
+    scorer = task.make_scorer(seed).fit(X_tr, y_tr, X_va, y_va)
+    fit_seconds = time.perf_counter() - t0
+    p_test = scorer.predict_proba(X_te)
+    p_valid = scorer.predict_proba(X_va)
+
+    metrics: dict[str, float] = {}
+    metrics.update(M.binary_report(y_te, p_test).as_metrics("test"))
+    metrics.update(M.binary_report(y_va, p_valid).as_metrics("valid"))
+    metrics["train_rows"] = float(len(frames.train))
+    metrics["train_rows_used"] = float(len(train))
+    metrics["train_positive_rate"] = float(y_tr.mean())
+    metrics["best_iteration"] = float(scorer.best_iteration_)
+    metrics["fit_seconds"] = fit_seconds
+    for method, b in scorer.calibration_brier_.items():
+        metrics[f"calibration_brier_{method}"] = b
+    table = M.calibration_table(y_te, p_test, bins=10)
+    metrics.update(calibration_check(table))
+
+    scores = {"model": p_test}
+    baselines: dict[str, Scorer] = {
+        "rfm": RFMBaseline().fit(X_tr, y_tr),
+        "logreg": LogisticBaseline().fit(X_tr, y_tr),
+    }
+    for name, b in baselines.items():
+        p = b.predict_proba(X_te)
+        scores[f"baseline {name}"] = p
+        metrics.update(M.binary_report(y_te, p).as_metrics(f"baseline_{name}"))
+
+    oracle_rows = None
+    if oracle is not None:
+        o = frames.test[[c.CUSTOMER_ID]].merge(oracle, on=c.CUSTOMER_ID, how="left")
+        ok = o["p"].notna().to_numpy()
+        oracle_rows = ok
+        metrics["oracle_coverage"] = float(ok.mean())
+        if ok.any() and len(np.unique(y_te[ok])) == 2:
+            p_or = o["p"].to_numpy(dtype=np.float64)[ok]
+            metrics.update(M.binary_report(y_te[ok], p_or).as_metrics("oracle"))
+            metrics["test_roc_auc_oracle_rows"] = M.roc_auc(y_te[ok], p_test[ok])
+            metrics["oracle_gap_roc_auc"] = (
+                metrics["oracle_roc_auc"] - metrics["test_roc_auc_oracle_rows"]
+            )
+            if ok.all():
+                scores["oracle"] = p_or
+    return Evaluation(
+        scorer=scorer,
+        baselines=baselines,
+        metrics=metrics,
+        scores=scores,
+        y_test=y_te,
+        calibration=table,
+        n_train_used=len(train),
+        fit_seconds=fit_seconds,
+        oracle_rows=oracle_rows,
+    )
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def _dataset(frames: BacktestFrames, split: str, data: Path, task: BinaryTask) -> Any:
+    """An MLflow dataset description (no data copied) of one backtest split."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.models import infer_signature
+
+    df = getattr(frames, split)
+    cutoffs = frames.plan.train if split == "train" else (getattr(frames.plan, split),)
+    desc = {
+        "data": str(Path(data).resolve()),
+        "split": split,
+        "cutoffs": [t.date().isoformat() for t in cutoffs],
+        "horizon_days": frames.plan.horizon_days,
+        "rows": len(df),
+        "positive_rate": float(df[LABEL].mean()),
+        "features": frames.features,
+    }
+    digest = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:8]
+    sample = df[[*frames.features, LABEL]].head(50).copy()
+    for col in sample.columns:
+        if isinstance(sample[col].dtype, pd.CategoricalDtype):
+            sample[col] = sample[col].astype(object)
+    schema = infer_signature(sample).inputs
+    name = f"{task.name}-{split}-{'_'.join(desc['cutoffs'])}-{len(df)}rows"
+    return MetaDataset(resolve_dataset_source(str(Path(data).resolve())), name, digest, schema)
+
+
+def _plots(ev: Evaluation, frames: BacktestFrames, task: BinaryTask, out: Path) -> list[Path]:
+    from training import plots
+
+    X_te, _ = frames.xy("test")
+    sample = X_te.sample(n=min(2000, len(X_te)), random_state=0)
+    contrib = ev.scorer.contributions(sample)
+    title = task.name.replace("_", " ")
+    return [
+        plots.gain_lift_chart(ev.y_test, ev.scores, out / "gain_lift.png", title),
+        plots.calibration_curve(ev.calibration, out / "calibration.png", title),
+        plots.feature_importance(
+            ev.scorer.feature_importance(), out / "feature_importance.png", title
+        ),
+        plots.contribution_summary(contrib, sample, out / "contribution_summary.png", title),
+    ]
+
+
+def _compare_with_champion(task: BinaryTask, frames: BacktestFrames, test_period: str) -> None:
+    """On the active run, log the champion's test metric on this run's test period when the
+    champion was tested on another period (see :mod:`training.registry`)."""
+    import mlflow
+
+    from training import registry
+
+    champ = registry.champion_version(task.name)
+    if champ is None:
+        return
+    client = mlflow.MlflowClient()
+    name = registry.registered_model_name(task.name)
+    champ_run = client.get_run(client.get_model_version(name, str(champ)).run_id)
+    if champ_run.data.tags.get(registry.TEST_PERIOD_TAG) == test_period:
+        return
+    X_te, y_te = frames.xy("test")
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{champ}")
+        p = np.asarray(model.predict(X_te), dtype=np.float64)
+    except Exception as exc:  # a champion on another feature set cannot be compared
+        log.warning("champion v%s could not score this test period: %s", champ, exc)
+        return
+    mlflow.log_metric(f"champion_{PRIMARY_METRIC}", M.roc_auc(y_te, p))
+    mlflow.set_tag(registry.COMPARED_VERSION_TAG, str(champ))
+
+
+def run_scoring_job(
+    task: BinaryTask,
+    settings: Settings,
+    data: Path,
+    *,
+    config: BacktestConfig | None = None,
+    force: bool = False,
+    snapshot_fn: SnapshotFn = default_snapshot,
+    pit_check: bool = True,
+    cache: dict[datetime, Any] | None = None,
+) -> TrainingResult:
+    """Backtest, fit, evaluate, log, register and (maybe) promote one binary score.
+
+    Parameters
+    ----------
+    task : BinaryTask
+        :data:`CONVERSION_INTENT`, :data:`CHURN` or another binary task.
+    settings : Settings
+        Horizons, populations, seed and the MLflow store.
+    data : Path
+        The shop folder or DuckDB file. With a ``truth/`` folder inside (the demo
+        shop) the oracle is measured too.
+    config : BacktestConfig, optional
+        Cutoff count and spacing and the training-row cap.
+    force : bool
+        Make the new version champion regardless of metrics.
+    snapshot_fn : callable
+        ``(shop, as_of) -> Snapshot``; the project's builder by default.
+    pit_check : bool
+        Run the point-in-time check at the last training cutoff.
+    cache : dict, optional
+        Snapshots by cutoff, shared between jobs on the same data.
+
+    Returns
+    -------
+    TrainingResult
+    """
+    import mlflow
+
+    from features.shop import open_shop
+    from models.pyfunc import log_scorer
+    from training import registry
+    from training.tracking import start_run
+
+    t0 = time.perf_counter()
+    config = config or BacktestConfig()
+    data = Path(data)
+    shop = open_shop(data, lenient=settings.lenient, threads=settings.threads)
+    start, end = data_range(shop)
+    plan = plan_backtest(end, task.horizon_days(settings), config, data_start=start)
+    log.info("%s backtest plan: %s", task.name, plan.as_params())
+
+    cache = {} if cache is None else cache
+    frames = assemble(shop, task, plan, settings, snapshot_fn, cache)
+    if pit_check:
+        check_point_in_time(shop, plan.train[-1], snapshot_fn, reference=cache.get(plan.train[-1]))
+
+    oracle = None
+    truth = data / "truth"
+    if task.oracle is not None and truth.is_dir():
+        oracle = task.oracle(data, plan.test, settings)
+    ev = fit_evaluate(frames, task, settings.seed, config.max_train_rows, oracle)
+    ev.metrics["snapshot_seconds"] = frames.snapshot_seconds
+
+    tags = {registry.TEST_PERIOD_TAG: plan.test_period, "model": task.name}
+    run_name = f"{task.name}-{plan.test.date().isoformat()}"
+    with start_run(task.name, settings, run_name=run_name, tags=tags) as run:
+        mlflow.set_tag("mlflow.note.content", f"{task.name}: {task.description}")
+        params: dict[str, Any] = {
+            **plan.as_params(),
+            "data": str(data.resolve()),
+            "seed": settings.seed,
+            "n_features": len(frames.features),
+            "step_days": config.step_days,
+            "max_train_rows": config.max_train_rows,
+            "calibration_method": ev.scorer.calibrator_.method,
+            "scorer": type(ev.scorer).__name__,
+            "n_estimators_max": ev.scorer.n_estimators,
+            "early_stopping_rounds": ev.scorer.early_stopping_rounds,
+            "point_in_time_check": pit_check,
+            **{f"lgb_{k}": v for k, v in ev.scorer.lgb_params().items()},
+        }
+        mlflow.log_params(params)
+        mlflow.log_metrics(ev.metrics)
+        for split, context in (("train", "training"), ("valid", "validation"), ("test", "testing")):
+            mlflow.log_input(_dataset(frames, split, data, task), context=context)
+        used = set(frames.features)
+        manifest = [dataclasses.asdict(s) for s in frames.manifest if s.name in used]
+        mlflow.log_dict({"model": task.name, "features": manifest}, "feature_manifest.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            for p in _plots(ev, frames, task, out / "plots"):
+                mlflow.log_artifact(str(p), artifact_path="plots")
+            ev.calibration.to_csv(out / "calibration_test.csv", index=False)
+            ev.scorer.feature_importance().rename_axis("feature").to_csv(
+                out / "feature_importance.csv"
+            )
+            M.gain_curve(ev.y_test, ev.scores["model"]).to_csv(out / "gain_curve.csv", index=False)
+            for f in ("calibration_test.csv", "feature_importance.csv", "gain_curve.csv"):
+                mlflow.log_artifact(str(out / f), artifact_path="evaluation")
+            X_te, _ = frames.xy("test")
+            log_scorer(ev.scorer, X_te.head(5), name="model", workdir=out)
+        _compare_with_champion(task, frames, plan.test_period)
+        run_id, exp_id = run.info.run_id, run.info.experiment_id
+    version = registry.register_challenger(run_id, task.name)
+    decision = registry.promote_if_better(task.name, version, PRIMARY_METRIC, force=force)
+    secs = time.perf_counter() - t0
+    log.info(
+        "%s: test ROC-AUC %.4f, version %d, %s (%.1fs)",
+        task.name,
+        ev.metrics[PRIMARY_METRIC],
+        version,
+        "champion" if decision.promoted else f"challenger ({decision.reason})",
+        secs,
+    )
+    return TrainingResult(
+        model=task.name,
+        run_id=run_id,
+        experiment_id=exp_id,
+        version=version,
+        promoted=decision.promoted,
+        promotion_reason=decision.reason,
+        metrics=ev.metrics,
+        test_period=plan.test_period,
+        tracking_uri=mlflow.get_tracking_uri(),
+        seconds=secs,
+    )
