@@ -48,6 +48,29 @@ class Settings(BaseSettings):
     churn_horizon_days: int = Field(90, ge=7, le=365)
     churn_population_days: int = Field(365, ge=30, le=3650)
     repurchase_weeks: int = Field(12, ge=1, le=52)
+    repurchase_level: Literal["item", "category"] = Field(
+        "item", description="Repurchase-timing pairs: customer x item or customer x category."
+    )
+
+    # Recommender (issue 6): interaction weights per event type and candidate-source settings.
+    recommender_event_weights: dict[str, float] = Field(
+        default_factory=lambda: {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
+        description="Weight of one event of each type in the user x item interaction matrix.",
+    )
+    recommender_target_events: list[str] = Field(
+        default_factory=lambda: ["purchase"],
+        description="Event types that count as a hit in the recommender test period.",
+    )
+    recommender_test_days: int = Field(14, ge=1, le=90, description="Test period length, days.")
+    recommender_als_factors: int = Field(64, ge=2, le=1024)
+    recommender_als_iterations: int = Field(15, ge=1, le=100)
+    recommender_als_regularization: float = Field(0.05, ge=0.0)
+    recommender_als_alpha: float = Field(10.0, gt=0.0, description="ALS confidence weight.")
+    recommender_confidence_scaling: Literal["linear", "log"] = Field(
+        "log", description="ALS confidence: 1 + alpha*r (linear) or 1 + alpha*log(1+r) (log)."
+    )
+    recommender_knn_k: int = Field(50, ge=1, le=1000, description="Neighbours per item.")
+    recommender_recent_half_life_days: float = Field(14.0, gt=0.0)
 
     # Serving: placements and online state.
     placements_file: Path | None = Field(

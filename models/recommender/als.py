@@ -151,4 +151,7 @@ class ALSRecommender(Recommender):
 
     def _score_block(self, user_ids: np.ndarray, rows: sparse.csr_matrix) -> np.ndarray:
         with threadpool_limits(1, "blas"):
-            return self.user_vectors(user_ids, rows) @ np.asarray(self.item_factors_).T
+            vec = self.user_vectors(user_ids, rows)
+            scores = vec @ np.asarray(self.item_factors_).T
+        scores[~vec.any(axis=1)] = -np.inf  # no factors and no history: propose nothing
+        return scores

@@ -1,0 +1,398 @@
+"""NextBestOffers: the fitted candidate sources + ranker that serving asks for offers.
+
+``candidates(customer_ids)`` returns one row per (customer, item) proposed by any source
+with columns ``customer_id, item_id, score, source, reason`` (plus the ranker's feature
+columns); ``rank(candidates)`` adds the final ``score`` and sorts per customer. Business
+rules (consent, recently sent, durables, max per category) are applied by ``serving/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from features import contract as c
+from models.recommender.als import ALSRecommender
+from models.recommender.base import Recommender, load_array, save_array
+from models.recommender.buy_again import BuyAgainRecommender
+from models.recommender.interactions import (
+    IdMap,
+    interaction_matrix,
+    item_cycle_days,
+    purchase_age_matrix,
+    recency_matrix,
+)
+from models.recommender.item_knn import ItemKNNRecommender
+from models.recommender.popularity import CategoryPopularityRecommender, PopularityRecommender
+from models.recommender.ranker import CandidateRanker, Candidates, gather, top_k
+from models.recommender.recent import RecentlyViewedRecommender
+
+log = logging.getLogger(__name__)
+
+ALL_SOURCES = ("als", "item_knn", "buy_again", "recently_viewed", "popular", "popular_in_segment")
+_HISTORY_MATRIX = {"recently_viewed": "recency_", "buy_again": "purchase_age_"}
+_MATRICES = ("history_", "recency_", "purchase_age_")
+_ITEM_ARRAYS = ("categories_", "price_", "repurchasable_", "item_log_pop_")
+EXTRA_FEATURES = (
+    "n_sources",
+    "item_log_popularity",
+    "item_price",
+    "category_affinity",
+    "recency",
+    "history_strength",
+    "user_log_activity",
+)
+
+
+class NextBestOffers:
+    """Candidate sources fitted on the events before ``as_of``, plus the final ranker.
+
+    Parameters
+    ----------
+    event_weights : mapping event type -> weight
+        Interaction-matrix weights (settings ``recommender_event_weights``).
+    sources : sequence of str
+        Candidate sources to use, from ``ALL_SOURCES``.
+    n_per_source : int, default 50
+    als_factors, als_iterations, als_regularization, als_alpha, confidence_scaling :
+        ALS settings.
+    knn_k : int
+        Neighbours per item.
+    recent_half_life_days : float
+        Half-life of the recency score, days.
+    random_state : int or None
+
+    Attributes
+    ----------
+    ids_ : IdMap
+        Customers and items; row ``len(ids_.users)`` is an empty row used for unknown
+        customers (they get popularity, never an error).
+    models_ : dict[str, Recommender]
+    ranker_ : CandidateRanker
+    as_of_ : str (ISO timestamp)
+    """
+
+    def __init__(
+        self,
+        event_weights: Mapping[str, float],
+        sources: Sequence[str] = ALL_SOURCES,
+        n_per_source: int = 50,
+        als_factors: int = 64,
+        als_iterations: int = 15,
+        als_regularization: float = 0.05,
+        als_alpha: float = 10.0,
+        confidence_scaling: str = "log",
+        knn_k: int = 50,
+        recent_half_life_days: float = 14.0,
+        random_state: int | None = None,
+    ):
+        self.event_weights = dict(event_weights)
+        self.sources = list(sources)
+        self.n_per_source = n_per_source
+        self.als_factors = als_factors
+        self.als_iterations = als_iterations
+        self.als_regularization = als_regularization
+        self.als_alpha = als_alpha
+        self.confidence_scaling = confidence_scaling
+        self.knn_k = knn_k
+        self.recent_half_life_days = recent_half_life_days
+        self.random_state = random_state
+
+    @classmethod
+    def from_settings(cls, settings, **overrides) -> NextBestOffers:
+        """Build from :class:`klantbeeld.settings.Settings` (``recommender_*`` fields)."""
+        kw = dict(
+            event_weights=settings.recommender_event_weights,
+            als_factors=settings.recommender_als_factors,
+            als_iterations=settings.recommender_als_iterations,
+            als_regularization=settings.recommender_als_regularization,
+            als_alpha=settings.recommender_als_alpha,
+            confidence_scaling=settings.recommender_confidence_scaling,
+            knn_k=settings.recommender_knn_k,
+            recent_half_life_days=settings.recommender_recent_half_life_days,
+            random_state=settings.seed,
+        )
+        kw.update(overrides)
+        return cls(**kw)
+
+    def get_params(self) -> dict:
+        """Constructor arguments as a JSON-serialisable dict."""
+        import inspect
+
+        keys = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {k: getattr(self, k) for k in keys}
+
+    # -- fitting ----------------------------------------------------------------------
+    def fit(
+        self, events: pd.DataFrame, ids: IdMap, items: pd.DataFrame | None, as_of: datetime
+    ) -> Self:
+        """Fit every source on the events strictly before ``as_of``; return ``self``.
+
+        Parameters
+        ----------
+        events : pd.DataFrame
+            ``customer_id, item_id, event_type, ts`` (later events are ignored).
+        ids : IdMap
+            Customers and items to index.
+        items : pd.DataFrame, optional
+            Item table (``item_id, category`` and optionally ``price, repurchasable``).
+        as_of : datetime
+            Naive UTC cut-off.
+        """
+        unknown = set(self.sources) - set(ALL_SOURCES)
+        if unknown:
+            raise ValueError(f"sources must be among {ALL_SOURCES}, got {sorted(unknown)}")
+        past = events[events[c.TS] < pd.Timestamp(as_of)]
+        self.ids_ = ids
+        self.as_of_ = pd.Timestamp(as_of).isoformat()
+        pad = IdMap(ids.users.append(pd.Index(["\x00unknown"])), ids.items)  # empty last row
+        self.history_ = interaction_matrix(past, pad, self.event_weights)
+        self.recency_ = recency_matrix(past, pad, as_of, self.recent_half_life_days)
+        self.purchase_age_ = purchase_age_matrix(past, pad, as_of)
+        self._item_meta(items, ids)
+        self.item_log_pop_ = np.log1p(np.asarray((self.history_ > 0).sum(axis=0)).ravel()).astype(
+            np.float32
+        )
+        seed = self.random_state
+        h = self.history_
+        self.models_: dict[str, Recommender] = {}
+        for name in self.sources:
+            if name == "als":
+                m = ALSRecommender(
+                    factors=self.als_factors,
+                    iterations=self.als_iterations,
+                    regularization=self.als_regularization,
+                    alpha=self.als_alpha,
+                    scaling=self.confidence_scaling,
+                    random_state=seed,
+                ).fit(h)
+            elif name == "item_knn":
+                m = ItemKNNRecommender(K=self.knn_k).fit(h)
+            elif name == "buy_again":
+                m = BuyAgainRecommender().fit(
+                    h, item_cycle_days=item_cycle_days(past, ids), repurchasable=self.repurchasable_
+                )
+            elif name == "recently_viewed":
+                m = RecentlyViewedRecommender().fit(h)
+            elif name == "popular":
+                m = PopularityRecommender().fit(h)
+            else:
+                m = CategoryPopularityRecommender(self.categories_).fit(h)
+            self.models_[name] = m
+        self.ranker_ = CandidateRanker("blend")
+        return self
+
+    def _item_meta(self, items: pd.DataFrame | None, ids: IdMap) -> None:
+        n = len(ids.items)
+        meta = (
+            items.set_index(c.ITEM_ID).reindex(ids.items)
+            if items is not None
+            else pd.DataFrame(index=ids.items)
+        )
+        cat = meta[c.CATEGORY] if c.CATEGORY in meta else pd.Series("", index=ids.items)
+        codes, names = pd.factorize(cat.fillna("").astype(str), sort=True)
+        self.categories_ = codes.astype(np.int32)
+        self.category_names_ = [str(x) for x in names]
+        price = meta[c.PRICE] if c.PRICE in meta else pd.Series(np.nan, index=ids.items)
+        self.price_ = price.to_numpy(dtype=np.float32, na_value=np.nan)
+        rep = meta[c.REPURCHASABLE] if c.REPURCHASABLE in meta else pd.Series(True, index=ids.items)
+        self.repurchasable_ = rep.fillna(False).to_numpy(dtype=bool).reshape(n)
+
+    # -- candidates and features ------------------------------------------------------------
+    def _inputs(self) -> dict[str, tuple[Recommender, sparse.csr_matrix]]:
+        return {
+            name: (m, getattr(self, _HISTORY_MATRIX.get(name, "history_")))
+            for name, m in self.models_.items()
+        }
+
+    def positions(self, customer_ids: Sequence[str]) -> np.ndarray:
+        """Row positions of ``customer_ids``; unknown customers map to the empty row."""
+        pos = self.ids_.user_pos(np.asarray(customer_ids, dtype=object))
+        pos[pos < 0] = len(self.ids_.users)
+        return pos
+
+    def candidate_pairs(
+        self, user_pos: np.ndarray, n_per_source: int | None = None
+    ) -> tuple[Candidates, np.ndarray, list[str]]:
+        """Merged candidates of every source for row positions ``user_pos`` and features.
+
+        Returns
+        -------
+        cands : Candidates
+        features : ndarray of float32, shape (n_pairs, n_features)
+        names : list of str
+        """
+        n = n_per_source or self.n_per_source
+        cands = gather(self._inputs(), np.asarray(user_pos, dtype=np.int64), n)
+        return cands, *self.features(cands)
+
+    def features(self, cands: Candidates) -> tuple[np.ndarray, list[str]]:
+        """Ranker features of every candidate pair (see ``EXTRA_FEATURES``)."""
+        u, i = cands.users, cands.items
+        uniq, inv = np.unique(u, return_inverse=True)
+        cat_pop = CategoryPopularityRecommender(self.categories_).fit(
+            sparse.csr_matrix((1, len(self.categories_)), dtype=np.float32)
+        )
+        aff = cat_pop.category_affinity(self.history_[uniq])
+        activity = np.log1p(self.history_.getnnz(axis=1)[u]).astype(np.float32)
+        cols = [cands.scores, cands.ranks]
+        extra = np.column_stack(
+            [
+                (~np.isnan(cands.scores)).sum(axis=1),
+                self.item_log_pop_[i],
+                self.price_[i],
+                aff[inv, self.categories_[i]],
+                np.asarray(self.recency_[u, i]).ravel(),
+                np.asarray(self.history_[u, i]).ravel(),
+                activity,
+            ]
+        ).astype(np.float32)
+        names = [f"{s}_score" for s in cands.sources] + [f"{s}_rank" for s in cands.sources]
+        return np.hstack(cols + [extra]).astype(np.float32), names + list(EXTRA_FEATURES)
+
+    # -- ranking ----------------------------------------------------------------------
+    def fit_ranker(
+        self, user_pos: np.ndarray, truth: sparse.csr_matrix, ranker: CandidateRanker
+    ) -> CandidateRanker:
+        """Train ``ranker`` on this object's candidates against ``truth`` (a later period).
+
+        ``truth`` has the rows of ``ids_`` (non-zero = the customer interacted with the
+        item in the label period). Returns the fitted ranker (not installed).
+        """
+        cands, x, names = self.candidate_pairs(user_pos)
+        labels = np.asarray(truth[cands.users, cands.items]).ravel() > 0
+        return ranker.fit(x, labels.astype(np.int32), cands.users, names)
+
+    def recommend_positions(
+        self, user_pos: np.ndarray, k: int = 10, ranker: CandidateRanker | None = None
+    ) -> np.ndarray:
+        """Top-``k`` item positions per row position (for evaluation), shape (n, k)."""
+        cands, x, _ = self.candidate_pairs(user_pos)
+        score = (ranker or self.ranker_).score(cands, x)
+        ids, _ = top_k(cands.users, cands.items, score, np.asarray(user_pos), k)
+        return ids
+
+    def candidates(self, customer_ids: Sequence[str], n_per_source: int = 50) -> pd.DataFrame:
+        """Candidate offers for ``customer_ids`` (unknown ids get popular items).
+
+        Returns
+        -------
+        pd.DataFrame
+            ``customer_id, item_id, score`` (blend score, higher is better), ``source``
+            (the source that ranked the item best), ``reason`` (``for_you``,
+            ``similar_to:<item_id>``, ``bought_before``, ``viewed``,
+            ``popular_in:<segment>``), then one column per ranker feature.
+        """
+        customer_ids = list(customer_ids)
+        pos = self.positions(customer_ids)
+        cands, x, names = self.candidate_pairs(np.unique(pos), n_per_source)
+        primary = np.argmin(cands.ranks, axis=1)
+        src = np.asarray(cands.sources, dtype=object)[primary]
+        reason = self._reasons(cands, src)
+        base = pd.DataFrame(
+            {
+                "_pos": cands.users,
+                c.ITEM_ID: self.ids_.items.to_numpy()[cands.items],
+                "score": self.ranker_.blend(cands),
+                "source": src,
+                "reason": reason,
+            }
+        )
+        feats = pd.DataFrame(x, columns=names)
+        base = pd.concat([base, feats], axis=1)
+        req = pd.DataFrame({c.CUSTOMER_ID: customer_ids, "_pos": pos})
+        out = req.merge(base, on="_pos", how="inner").drop(columns="_pos")
+        return out.reset_index(drop=True)
+
+    def _reasons(self, cands: Candidates, src: np.ndarray) -> np.ndarray:
+        reason = np.empty(len(src), dtype=object)
+        fixed = {"als": "for_you", "buy_again": "bought_before", "recently_viewed": "viewed"}
+        for name, text in fixed.items():
+            reason[src == name] = text
+        reason[src == "popular"] = "popular_in:all"
+        seg = src == "popular_in_segment"
+        if seg.any():
+            m = self.models_["popular_in_segment"]
+            top = m.top_category(self.history_[cands.users[seg]])
+            names = np.asarray(self.category_names_ + ["all"], dtype=object)
+            reason[seg] = "popular_in:" + names[np.where(top < 0, len(names) - 1, top)]
+        knn = src == "item_knn"
+        if knn.any():
+            srcs = self.models_["item_knn"].explain(
+                cands.users[knn], self.history_, cands.items[knn]
+            )
+            item_names = self.ids_.items.to_numpy()
+            reason[knn] = [f"similar_to:{item_names[j]}" if j >= 0 else "for_you" for j in srcs]
+        return reason
+
+    def rank(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        """Final ``score`` (ranker, else blend) per row, sorted per customer, best first."""
+        out = candidates.copy()
+        names = getattr(self.ranker_, "feature_names_", None)
+        if self.ranker_.method == "lambdarank" and names:
+            out["score"] = self.ranker_.model_.predict(out[names].to_numpy(np.float32))
+        order = np.lexsort((out[c.ITEM_ID].to_numpy(), -out["score"].to_numpy()))
+        out = out.iloc[order]
+        first = pd.unique(candidates[c.CUSTOMER_ID])
+        out[c.CUSTOMER_ID] = pd.Categorical(out[c.CUSTOMER_ID], categories=first)
+        out = out.sort_values(c.CUSTOMER_ID, kind="stable")
+        out[c.CUSTOMER_ID] = out[c.CUSTOMER_ID].astype(object)
+        return out.reset_index(drop=True)
+
+    # -- persistence ------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write to folder ``path`` atomically: JSON params, ``.npy`` arrays, sources."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            meta = {
+                "params": self.get_params(),
+                "as_of": self.as_of_,
+                "category_names": self.category_names_,
+                "ranker": json.loads(self.ranker_.to_json()),
+            }
+            (tmp / "params.json").write_text(json.dumps(meta))
+            np.save(tmp / "users.npy", self.ids_.users.to_numpy(dtype=str), allow_pickle=False)
+            np.save(tmp / "items.npy", self.ids_.items.to_numpy(dtype=str), allow_pickle=False)
+            for name in _MATRICES + _ITEM_ARRAYS:
+                save_array(tmp, name, getattr(self, name))
+            for name, m in self.models_.items():
+                m.save(tmp / "sources" / name)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, mmap: bool = True) -> NextBestOffers:
+        """Read an object written by :meth:`save` (dense factor arrays memory-mapped)."""
+        path = Path(path)
+        meta = json.loads((path / "params.json").read_text())
+        obj = cls(**meta["params"])
+        obj.as_of_ = meta["as_of"]
+        obj.category_names_ = meta["category_names"]
+        obj.ranker_ = CandidateRanker.from_json(json.dumps(meta["ranker"]))
+        users = np.load(path / "users.npy", allow_pickle=False).astype(object)
+        items = np.load(path / "items.npy", allow_pickle=False).astype(object)
+        obj.ids_ = IdMap(pd.Index(users), pd.Index(items))
+        for name in _MATRICES + _ITEM_ARRAYS:
+            setattr(obj, name, load_array(path, name, mmap=False))
+        obj.models_ = {
+            name: Recommender.load(path / "sources" / name, mmap=mmap) for name in obj.sources
+        }
+        return obj
