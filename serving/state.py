@@ -72,7 +72,10 @@ class StateStore(Protocol):
 
 
 def _iso(values: pd.Series, column: str) -> pd.Series:
-    ts = pd.to_datetime(values, errors="coerce")
+    if pd.api.types.is_datetime64_any_dtype(values):
+        ts = values
+    else:
+        ts = pd.to_datetime(values, errors="coerce", format="ISO8601")
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
     if ts.isna().any():
@@ -186,7 +189,7 @@ class SQLiteStateStore:
                     part = ids[i : i + _MAX_VARS]
                     q = f"{base} AND {c.CUSTOMER_ID} IN ({', '.join('?' * len(part))})"
                     rows.extend(con.execute(q, (since_iso, *part)).fetchall())
-        frame = pd.DataFrame(rows, columns=list(columns))
+        frame = pd.DataFrame(rows, columns=list(columns), dtype=object)
         frame[c.TS] = pd.to_datetime(frame[c.TS]).astype("datetime64[ns]")
         return frame
 
