@@ -541,7 +541,7 @@ def _apply_schema(df: pd.DataFrame, specs: list[FeatureSpec]) -> pd.DataFrame:
             types[s.name] = pd.StringDtype(na_value=np.nan)
         elif s.dtype != "category":
             types[s.name] = s.dtype
-    return df.astype(types, copy=False).reset_index(drop=True)
+    return df.astype(types).reset_index(drop=True)
 
 
 def build_snapshot(shop: Any, as_of: datetime | date | str) -> Snapshot:

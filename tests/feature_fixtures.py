@@ -25,14 +25,30 @@ ITEMS = pd.DataFrame(
 
 CUSTOMERS = pd.DataFrame(
     {
-        c.CUSTOMER_ID: ["a", "b", "c", "d", "e", "z"],
+        c.CUSTOMER_ID: ["a", "b", "c", "d", "e", "f", "z"],
         c.CREATED_AT: pd.to_datetime(
-            ["2023-01-01", "2024-06-20", "2024-01-01", "2023-06-01", "2022-01-01", "2024-08-01"]
+            [
+                "2023-01-01",
+                "2024-06-20",
+                "2024-01-01",
+                "2023-06-01",
+                "2022-01-01",
+                "2024-01-01",
+                "2024-08-01",
+            ]
         ),
         c.BIRTH_DATE: pd.to_datetime(
-            ["1990-07-01", "2000-07-02", None, "1980-01-15", "1975-12-31", "1999-01-01"]
+            [
+                "1990-07-01",
+                "2000-07-02",
+                None,
+                "1980-01-15",
+                "1975-12-31",
+                "2024-08-01",
+                "1999-01-01",
+            ]
         ).date,
-        c.EMAIL: ["a@x.nl", "b@x.nl", None, "d@x.nl", "e@x.nl", "z@x.nl"],
+        c.EMAIL: ["a@x.nl", "b@x.nl", None, "d@x.nl", "e@x.nl", "f@x.nl", "z@x.nl"],
     }
 )
 
@@ -64,16 +80,18 @@ def ev(
 
 
 def hand_worked_events() -> pd.DataFrame:
-    """Events of the hand-worked fixture (T = 2024-07-01).
+    """Events of the hand-worked fixture (T = 2024-07-01 00:00).
 
-    - a: orders 2024-01-01 (coffee 10 + pan 40), 2024-03-01 (coffee 10),
-      2024-05-31 (coffee 12); sessions, a cart abandoned on 2024-06-25; email opens;
-      a return; an order *after* T that must be ignored.
+    - a: orders 2024-01-01 10:06 (coffee 10 + pan 40), 2024-03-01 09:00 (coffee 10),
+      2024-05-31 12:00 (coffee 12); four sessions, a cart abandoned on 2024-06-25;
+      email opens/click; a return; an order at T and an open after T that must be
+      ignored -> retention (first order 181.6 days before T, not overdue).
     - b: signed up 2024-06-20, views only -> acquisition.
-    - c: one order 2024-06-15 (tea 5, two lines of one order) -> activation.
-    - d: orders 2023-06-10 and 2023-09-10 -> win-back (last order > 180 days ago).
-    - e: orders every ~30 days from 2024-03-03 on -> development? no: first order
-      2023-01-01 makes it retention (2+ orders, first >= 180 days ago, not overdue).
+    - c: one order 2024-06-15 (two tea lines of one order) -> activation.
+    - d: orders 2023-06-10 and 2023-09-10 -> win_back (last order > 180 days ago).
+    - e: orders 2023-01-01, 2024-05-01, 2024-05-31, 2024-06-30 -> retention.
+    - f: orders 2024-04-01 and 2024-05-16 -> development (first order 90.5 days ago);
+      birth date after T -> age NaN.
     - z: created after T -> not in the snapshot.
     """
     rows = [
@@ -129,6 +147,9 @@ def hand_worked_events() -> pd.DataFrame:
         ev("e", "2024-05-01 12:00", c.PURCHASE, "coffee", 10.0, order="o9"),
         ev("e", "2024-05-31 12:00", c.PURCHASE, "coffee", 10.0, order="o10"),
         ev("e", "2024-06-30 12:00", c.PURCHASE, "coffee", 10.0, order="o11"),
+        # customer f: a new repeat buyer
+        ev("f", "2024-04-01 12:00", c.PURCHASE, "coffee", 10.0, order="o13", channel="app"),
+        ev("f", "2024-05-16 12:00", c.PURCHASE, "coffee", 10.0, order="o14", channel="app"),
         # customer z: created after T, event after T
         ev("z", "2024-08-02 12:00", c.PURCHASE, "tea", 5.0, order="o12"),
     ]
