@@ -341,7 +341,7 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
     for col in frame.columns:
         values = frame[col]
         if values.dtype == object:
-            arrays[col] = pa.array(values.tolist(), type=pa.string())
+            arrays[col] = pa.array(values.to_numpy(), type=pa.string(), from_pandas=True)
         else:
             arrays[col] = pa.array(values.to_numpy())
     return pa.table(arrays)
