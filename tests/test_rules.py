@@ -427,3 +427,35 @@ def test_batch_equals_single(ctx):
     batch = recommend_for(["eve", "bob", "zz"], web, context=ctx, candidates=c)
     single = [recommend_for([x], web, context=ctx, candidates=c)[0] for x in ["eve", "bob", "zz"]]
     assert batch == single
+
+
+def test_build_context_from_shop_matches_pandas_path(tmp_path, ctx):
+    from features.shop import open_shop
+    from serving.context import build_context
+
+    CUSTOMERS.assign(created_at=pd.Timestamp("2024-01-01")).to_parquet(
+        tmp_path / "customers.parquet"
+    )
+    ITEMS.to_parquet(tmp_path / "items.parquet")
+    _events().to_parquet(tmp_path / "events.parquet")
+    SENDS.to_parquet(tmp_path / "sends.parquet")
+    built = build_context(open_shop(tmp_path, now=NOW), NOW)
+
+    def norm(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+        out = frame.sort_values(keys).reset_index(drop=True)
+        return out.astype({k: object for k in keys})
+
+    key = ["customer_id", "item_id"]
+    for name, keys in [
+        ("purchases", key),
+        ("carts", key),
+        ("affinity", ["customer_id", "category"]),
+        ("popularity", ["item_id"]),
+        ("sends", [*key, "placement"]),
+    ]:
+        a, b = norm(getattr(built, name), keys), norm(getattr(ctx, name), keys)
+        pd.testing.assert_frame_equal(a, b[a.columns], check_dtype=False, obj=name)
+    assert built.items.set_index("item_id")["cycle_days"].dropna().to_dict() == {"flour": 10.0}
+    web = load_placements().get("web_for_you")
+    ids = ["ann", "bob", "cas", "fay", "stranger"]
+    assert recommend_for(ids, web, context=built) == recommend_for(ids, web, context=ctx)
