@@ -57,7 +57,7 @@ _GAP_S2 = "gap_s2"
 _CHANNEL_N = "channel_n"
 _VIEWS_N = "category_views_n"
 _LINES_N = "category_lines_n"
-_REPURCHASABLE = "is_repurchasable"
+REPURCHASABLE_FLAG = "is_repurchasable"
 
 TABLE_FILES = {
     fg.CUSTOMER: "customer.parquet",
@@ -132,10 +132,8 @@ def _opt(table: ibis.Table, name: str, dtype: str) -> ibis.Value:
     return table[name] if name in table.columns else ibis.null(dtype)
 
 
-def events_between(
-    shop: Any, start: datetime | None, end: datetime, *, end_inclusive: bool = False
-) -> ibis.Table:
-    """Columnar projection of the events with ``start < ts < end`` (or ``<= end``).
+def events_between(shop: Any, start: datetime | None, end: datetime) -> ibis.Table:
+    """Columnar projection of the events with ``start <= ts < end``.
 
     ``start=None`` means all history before ``end``. Optional contract columns that the
     source lacks come back as typed NULLs. ``value`` is converted to whole cents
@@ -143,9 +141,9 @@ def events_between(
     timestamp when the order id is missing (lines at the same instant form one order).
     """
     e = shop.events
-    cond = e[c.TS] <= _ts(end) if end_inclusive else e[c.TS] < _ts(end)
+    cond = e[c.TS] < _ts(end)
     if start is not None:
-        cond = cond & (e[c.TS] > _ts(start))
+        cond = cond & (e[c.TS] >= _ts(start))
     value = _opt(e, c.VALUE, "float64").fill_null(0.0)
     ts = e[c.TS]
     return e.filter(cond).select(
@@ -175,7 +173,9 @@ def repurchasable_items(shop: Any) -> ibis.Table:
         flag = ~it[c.DURABLE].fill_null(False)
     else:
         flag = ibis.literal(True)
-    return it.select(**{c.ITEM_ID: it[c.ITEM_ID], c.CATEGORY: it[c.CATEGORY], _REPURCHASABLE: flag})
+    return it.select(
+        **{c.ITEM_ID: it[c.ITEM_ID], c.CATEGORY: it[c.CATEGORY], REPURCHASABLE_FLAG: flag}
+    )
 
 
 def _customers_before(shop: Any, as_of: datetime) -> ibis.Table:
@@ -468,7 +468,7 @@ def _cycle_tables(shop: Any, as_of: datetime) -> tuple[pd.DataFrame, pd.DataFram
     ev = events_between(shop, None, as_of)
     p = ev.filter((ev[c.EVENT_TYPE] == c.PURCHASE) & ev[c.ITEM_ID].notnull())
     items = repurchasable_items(shop)
-    items = items.filter(items[_REPURCHASABLE]).select(c.ITEM_ID, c.CATEGORY)
+    items = items.filter(items[REPURCHASABLE_FLAG]).select(c.ITEM_ID, c.CATEGORY)
     base = _customers_before(shop, as_of).select(c.CUSTOMER_ID)
     lines = p.inner_join(items, c.ITEM_ID).semi_join(base, c.CUSTOMER_ID)
     out = []
