@@ -42,7 +42,8 @@ class RecommenderResult:
     metrics : dict[str, float]
         Every logged metric (``test_recall_at_10``, ``baseline_popularity_recall_at_10``, ...).
     ranker : str
-        ``"lambdarank"`` or ``"blend"`` (the one kept).
+        The final ranking kept on validation: ``"lambdarank"``, ``"blend"`` or
+        ``"source:<name>"`` (a single source beat both).
     as_of : datetime
         Test period start T; the test period is ``(T, T + test_days]``.
     n_test_users : int
@@ -93,11 +94,14 @@ def evaluate_split(
     test_days: int | None = None,
     target: list[str] | None = None,
     sources: tuple[str, ...] | None = None,
+    overrides: dict | None = None,
 ) -> tuple[dict[str, float], NextBestOffers, str]:
     """Fit sources and ranker around ``as_of``, return (metrics, fitted offers, ranker kind)."""
     days = test_days or settings.recommender_test_days
     target = target or list(settings.recommender_target_events)
-    overrides = {"sources": sources} if sources else {}
+    overrides = dict(overrides or {})
+    if sources:
+        overrides["sources"] = sources
     t_val = as_of - timedelta(days=days)
     seed = settings.seed
 
@@ -119,16 +123,23 @@ def evaluate_split(
     val_scores = {"blend": _recall(val, sel_users, truth_val, chosen)}
     if lr is not None:
         val_scores["lambdarank"] = _recall(val, sel_users, truth_val, lr)
-    best_single = max(
-        recall_at_k(_source_recs(val, name, sel_users), truth_val[sel_users], 10)
+    single = {
+        name: recall_at_k(_source_recs(val, name, sel_users), truth_val[sel_users], 10)
         for name in val.models_
-    )
+    }
+    best_name = max(single, key=lambda k: single[k])
+    best_single = single[best_name]
     metrics["val_blend_recall_at_10"] = val_scores["blend"]
     metrics["val_best_source_recall_at_10"] = best_single
     if lr is not None:
         metrics["val_lambdarank_recall_at_10"] = val_scores["lambdarank"]
-        if val_scores["lambdarank"] > max(best_single, val_scores["blend"]):
-            chosen = lr
+    # keep the re-ranker only if it beats the best single source (and the blend) on
+    # validation users it was not trained on; else the better of blend and that source
+    if lr is not None and val_scores["lambdarank"] > max(best_single, val_scores["blend"]):
+        chosen = lr
+    elif best_single > val_scores["blend"]:
+        chosen = CandidateRanker("blend", source_weights={s: float(s == best_name) for s in single})
+        chosen.label = f"source:{best_name}"
     log.info("validation recall@10: %s, best single source %.4f", val_scores, best_single)
 
     # 2. test period: sources fitted before T, ranker from the validation period
@@ -147,16 +158,17 @@ def evaluate_split(
                 metrics[f"baseline_{key}_{k}"] = v
     final = nbo.recommend_positions(users, 10, ranker=chosen)
     metrics.update({f"test_{k}": v for k, v in ranking_report(final, t, n_items, KS).items()})
-    if chosen.method == "lambdarank":
+    if chosen.method == "lambdarank" or chosen.source_weights:
         blend = nbo.recommend_positions(users, 10, ranker=CandidateRanker("blend"))
         metrics["test_blend_recall_at_10"] = recall_at_k(blend, t, 10)
     metrics["n_test_users"] = float(len(users))
-    return metrics, nbo, chosen.method
+    return metrics, nbo, getattr(chosen, "label", chosen.method)
 
 
 def _source_recs(nbo: NextBestOffers, name: str, users: np.ndarray) -> np.ndarray:
     model, mat = nbo._inputs()[name]
-    return model.recommend(users, mat, n=10)[0]
+    exclude = nbo.history_ if nbo.exclude_history else None
+    return model.recommend(users, mat, n=10, exclude=exclude)[0]
 
 
 def _recall(nbo: NextBestOffers, users, truth, ranker) -> float:

@@ -26,6 +26,7 @@ from features import contract as c
 from models.recommender.als import ALSRecommender
 from models.recommender.base import Recommender, load_array, save_array
 from models.recommender.buy_again import BuyAgainRecommender
+from models.recommender.ease import EASERecommender
 from models.recommender.interactions import (
     IdMap,
     interaction_matrix,
@@ -40,7 +41,16 @@ from models.recommender.recent import RecentlyViewedRecommender
 
 log = logging.getLogger(__name__)
 
-ALL_SOURCES = ("als", "item_knn", "buy_again", "recently_viewed", "popular", "popular_in_segment")
+ALL_SOURCES = (
+    "als",
+    "item_knn",
+    "ease",
+    "buy_again",
+    "recently_viewed",
+    "popular",
+    "popular_in_segment",
+)
+DEFAULT_SOURCES = tuple(s for s in ALL_SOURCES if s != "ease")
 _HISTORY_MATRIX = {"recently_viewed": "recency_", "buy_again": "purchase_age_"}
 _MATRICES = ("history_", "recency_", "purchase_age_")
 _ITEM_ARRAYS = ("categories_", "price_", "repurchasable_", "item_log_pop_")
@@ -69,6 +79,10 @@ class NextBestOffers:
         ALS settings.
     knn_k : int
         Neighbours per item.
+    ease_l2 : float
+        EASE regularisation (source ``ease``, off by default: n_items^2 memory).
+    exclude_history : bool
+        Never propose items already in the history (catalogues without repeat use).
     recent_half_life_days : float
         Half-life of the recency score, days.
     random_state : int or None
@@ -86,7 +100,7 @@ class NextBestOffers:
     def __init__(
         self,
         event_weights: Mapping[str, float],
-        sources: Sequence[str] = ALL_SOURCES,
+        sources: Sequence[str] = DEFAULT_SOURCES,
         n_per_source: int = 50,
         als_factors: int = 64,
         als_iterations: int = 15,
@@ -95,6 +109,8 @@ class NextBestOffers:
         confidence_scaling: str = "log",
         knn_k: int = 50,
         recent_half_life_days: float = 14.0,
+        ease_l2: float = 500.0,
+        exclude_history: bool = False,
         random_state: int | None = None,
     ):
         self.event_weights = dict(event_weights)
@@ -107,6 +123,8 @@ class NextBestOffers:
         self.confidence_scaling = confidence_scaling
         self.knn_k = knn_k
         self.recent_half_life_days = recent_half_life_days
+        self.ease_l2 = ease_l2
+        self.exclude_history = exclude_history
         self.random_state = random_state
 
     @classmethod
@@ -177,6 +195,8 @@ class NextBestOffers:
                     scaling=self.confidence_scaling,
                     random_state=seed,
                 ).fit(h)
+            elif name == "ease":
+                m = EASERecommender(l2=self.ease_l2).fit(h)
             elif name == "item_knn":
                 m = ItemKNNRecommender(K=self.knn_k).fit(h)
             elif name == "buy_again":
@@ -234,7 +254,8 @@ class NextBestOffers:
         names : list of str
         """
         n = n_per_source or self.n_per_source
-        cands = gather(self._inputs(), np.asarray(user_pos, dtype=np.int64), n)
+        exclude = self.history_ if self.exclude_history else None
+        cands = gather(self._inputs(), np.asarray(user_pos, dtype=np.int64), n, exclude)
         return cands, *self.features(cands)
 
     def features(self, cands: Candidates) -> tuple[np.ndarray, list[str]]:
@@ -317,7 +338,12 @@ class NextBestOffers:
 
     def _reasons(self, cands: Candidates, src: np.ndarray) -> np.ndarray:
         reason = np.empty(len(src), dtype=object)
-        fixed = {"als": "for_you", "buy_again": "bought_before", "recently_viewed": "viewed"}
+        fixed = {
+            "als": "for_you",
+            "ease": "for_you",
+            "buy_again": "bought_before",
+            "recently_viewed": "viewed",
+        }
         for name, text in fixed.items():
             reason[src == name] = text
         reason[src == "popular"] = "popular_in:all"
