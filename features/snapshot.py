@@ -16,6 +16,7 @@ the same data give the same bytes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -333,25 +334,25 @@ def _left_join_all(base: ibis.Table, parts: list[ibis.Table]) -> ibis.Table:
 # --------------------------------------------------------------------------- customer table
 
 
-def _customer_table(
-    shop: Any,
+def _customer_expr(
+    tables: Any,
     as_of: datetime,
     categories: Mapping[str, str],
     channels: Mapping[str, str],
-) -> pd.DataFrame:
-    ev = events_between(shop, None, as_of)
-    base = _customers_before(shop, as_of)
-    joined = _left_join_all(
+) -> ibis.Table:
+    """Customers created before T left-joined to their event, session, order and
+    category aggregates, sorted by ``customer_id``."""
+    ev = events_between(tables, None, as_of)
+    base = _customers_before(tables, as_of)
+    return _left_join_all(
         base,
         [
             _event_aggregates(ev, as_of, channels),
             _session_aggregates(ev, as_of),
             _order_aggregates(ev, as_of),
-            _category_aggregates(ev, shop.items, categories),
+            _category_aggregates(ev, tables.items, categories),
         ],
     ).order_by(c.CUSTOMER_ID)
-    raw = joined.to_pyarrow().to_pandas()
-    return _finish_customer(raw, as_of, categories, channels)
 
 
 def _count(raw: pd.DataFrame, name: str) -> np.ndarray:
@@ -464,25 +465,23 @@ def lifecycle_stage(
 # --------------------------------------------------------------------------- cycle tables
 
 
-def _cycle_tables(shop: Any, as_of: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ev = events_between(shop, None, as_of)
+def _cycle_expr(tables: Any, as_of: datetime, key: str) -> ibis.Table:
+    """Purchases of repurchasable items before T per (customer, ``key``): number of
+    distinct orders, first and last purchase time; sorted by the keys."""
+    ev = events_between(tables, None, as_of)
     p = ev.filter((ev[c.EVENT_TYPE] == c.PURCHASE) & ev[c.ITEM_ID].notnull())
-    items = repurchasable_items(shop)
+    items = repurchasable_items(tables)
     items = items.filter(items[REPURCHASABLE_FLAG]).select(c.ITEM_ID, c.CATEGORY)
-    base = _customers_before(shop, as_of).select(c.CUSTOMER_ID)
+    base = _customers_before(tables, as_of).select(c.CUSTOMER_ID)
     lines = p.inner_join(items, c.ITEM_ID).semi_join(base, c.CUSTOMER_ID)
-    out = []
-    for key in (c.CATEGORY, c.ITEM_ID):
-        agg = lines.aggregate(
-            by=[c.CUSTOMER_ID, key],
-            **{
-                "purchases": lines[_ORDER_KEY].nunique(),
-                _FIRST: lines[c.TS].min(),
-                _LAST: lines[c.TS].max(),
-            },
-        ).order_by([c.CUSTOMER_ID, key])
-        out.append(_finish_cycle(agg.to_pyarrow().to_pandas(), key, as_of))
-    return out[0], out[1]
+    return lines.aggregate(
+        by=[c.CUSTOMER_ID, key],
+        **{
+            "purchases": lines[_ORDER_KEY].nunique(),
+            _FIRST: lines[c.TS].min(),
+            _LAST: lines[c.TS].max(),
+        },
+    ).order_by([c.CUSTOMER_ID, key])
 
 
 def _finish_cycle(raw: pd.DataFrame, key: str, as_of: datetime) -> pd.DataFrame:
@@ -510,22 +509,95 @@ def _finish_cycle(raw: pd.DataFrame, key: str, as_of: datetime) -> pd.DataFrame:
 # --------------------------------------------------------------------------- public API
 
 
+def _categories_expr(tables: Any) -> ibis.Table:
+    it = tables.items
+    return it.filter(it[c.CATEGORY].notnull()).select(c.CATEGORY).distinct()
+
+
+def _channels_expr(tables: Any, as_of: datetime) -> ibis.Table:
+    e = tables.events
+    return e.filter((e[c.TS] < _ts(as_of)) & e[c.CHANNEL].notnull()).select(c.CHANNEL).distinct()
+
+
 def _expansions(shop: Any, as_of: datetime) -> dict[str, dict[str, str]]:
     """Values behind the ``{key}`` columns: categories (items), channels (events before T)."""
-    it = shop.items
-    cats = it.select(it[c.CATEGORY]).distinct().to_pyarrow().column(0).to_pylist()
-    cats = [v for v in cats if v is not None]
+    cats = _run(shop, "categories", as_of).column(0).to_pylist()
     channels: list[str] = []
     if c.CHANNEL in shop.events.columns:
-        e = shop.events
-        ch = e.filter((e[c.TS] < _ts(as_of)) & e[c.CHANNEL].notnull()).select(c.CHANNEL).distinct()
-        channels = [v for v in ch.to_pyarrow().column(0).to_pylist() if v is not None]
+        channels = _run(shop, "channels", as_of).column(0).to_pylist()
     return {
         "category": fg.sanitized_names(cats),
         "channel": fg.sanitized_names(channels),
         "event_type": {t: t for t in c.CORE_EVENT_TYPES},
         "lifecycle": {s: s for s in fg.LIFECYCLE_STAGES},
     }
+
+
+# Compiled queries are cached per (query, T, expansion values, table names and schemas,
+# dialect): building and compiling the Ibis expression costs more than running it on
+# small data, and the SQL depends on nothing else.
+_QUERIES = {
+    "categories": lambda t, as_of, cats, chans: _categories_expr(t),
+    "channels": lambda t, as_of, cats, chans: _channels_expr(t, as_of),
+    "customer": lambda t, as_of, cats, chans: _customer_expr(t, as_of, dict(cats), dict(chans)),
+    "customer_category": lambda t, as_of, cats, chans: _cycle_expr(t, as_of, c.CATEGORY),
+    "customer_item": lambda t, as_of, cats, chans: _cycle_expr(t, as_of, c.ITEM_ID),
+}
+
+
+@dataclass(frozen=True)
+class _Tables:
+    customers: ibis.Table
+    items: ibis.Table
+    events: ibis.Table
+
+
+def _signature(table: ibis.Table) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return table.get_name(), tuple((k, str(v)) for k, v in table.schema().items())
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(
+    query: str,
+    as_of: datetime,
+    categories: tuple[tuple[str, str], ...],
+    channels: tuple[tuple[str, str], ...],
+    signatures: tuple[tuple[str, tuple[tuple[str, str], ...]], ...],
+    dialect: str,
+) -> str:
+    unbound = [ibis.table(ibis.schema(dict(cols)), name=name) for name, cols in signatures]
+    expr = _QUERIES[query](_Tables(*unbound), as_of, categories, channels)
+    return str(ibis.to_sql(expr, dialect=dialect))
+
+
+def _run(
+    shop: Any,
+    query: str,
+    as_of: datetime,
+    exp: Mapping[str, Mapping[str, str]] | None = None,
+) -> pa.Table:
+    """Compile (cached) and run one of the snapshot queries on the shop's backend."""
+    exp = exp or {}
+    sql = _compiled(
+        query,
+        as_of,
+        tuple(exp.get("category", {}).items()),
+        tuple(exp.get("channel", {}).items()),
+        tuple(_signature(t) for t in (shop.customers, shop.items, shop.events)),
+        shop.con.name,
+    )
+    if shop.con.name == "duckdb":
+        # ibis 12's Backend.sql() calls DuckDB's removed fetch_arrow_table(); go direct
+        return shop.con.con.sql(sql).to_arrow_table()
+    return shop.con.sql(sql, dialect=shop.con.name).to_pyarrow()  # pragma: no cover
+
+
+def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``df`` sorted by ``keys`` (a no-op check when the backend kept the ORDER BY)."""
+    k = df[keys[0]] if len(keys) == 1 else pd.MultiIndex.from_frame(df[keys])
+    if pd.Index(k).is_monotonic_increasing:
+        return df
+    return df.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def _apply_schema(df: pd.DataFrame, specs: list[FeatureSpec]) -> pd.DataFrame:
@@ -565,9 +637,20 @@ def build_snapshot(shop: Any, as_of: datetime | date | str) -> Snapshot:
     as_of = normalize_as_of(as_of)
     exp = _expansions(shop, as_of)
     specs = {e: build_manifest(e, exp) for e in fg.ENTITIES}
-    customer = _customer_table(shop, as_of, exp["category"], exp["channel"])
+    raw = _sorted(_run(shop, "customer", as_of, exp).to_pandas(), [c.CUSTOMER_ID])
+    customer = _finish_customer(raw, as_of, exp["category"], exp["channel"])
     t1 = time.perf_counter()
-    per_category, per_item = _cycle_tables(shop, as_of)
+    per_category, per_item = (
+        _finish_cycle(
+            _sorted(_run(shop, entity, as_of, exp).to_pandas(), [c.CUSTOMER_ID, key]),
+            key,
+            as_of,
+        )
+        for entity, key in (
+            (fg.CUSTOMER_CATEGORY, c.CATEGORY),
+            (fg.CUSTOMER_ITEM, c.ITEM_ID),
+        )
+    )
     t2 = time.perf_counter()
     log.info(
         "snapshot at %s: %d customers (%.2fs), %d customer-category and %d customer-item rows "
