@@ -32,6 +32,7 @@ import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features import contract as c
@@ -138,8 +139,7 @@ def events_between(shop: Any, start: datetime | None, end: datetime) -> ibis.Tab
 
     ``start=None`` means all history before ``end``. Optional contract columns that the
     source lacks come back as typed NULLs. ``value`` is converted to whole cents
-    (``value_cents``, NULL -> 0) and purchases get an ``order_key``: ``order_id``, or the
-    timestamp when the order id is missing (lines at the same instant form one order).
+    (``value_cents``, NULL -> 0). See :func:`order_key` for how lines form orders.
     """
     e = shop.events
     cond = e[c.TS] < _ts(end)
@@ -155,10 +155,16 @@ def events_between(shop: Any, start: datetime | None, end: datetime) -> ibis.Tab
             c.ITEM_ID: _opt(e, c.ITEM_ID, "string"),
             c.CHANNEL: _opt(e, c.CHANNEL, "string"),
             c.SESSION_ID: _opt(e, c.SESSION_ID, "string"),
-            _ORDER_KEY: ibis.coalesce(_opt(e, c.ORDER_ID, "string"), ts.cast("string")),
+            c.ORDER_ID: _opt(e, c.ORDER_ID, "string"),
             _VALUE_CENTS: (value * 100).round().cast("int64"),
         }
     )
+
+
+def order_key(ev: ibis.Table) -> ibis.Value:
+    """The order a purchase line belongs to: ``order_id``, or, when that is missing, the
+    line's timestamp (lines of one customer at the same instant form one order)."""
+    return ibis.coalesce(ev[c.ORDER_ID], ev[c.TS].cast("string"))
 
 
 def repurchasable_items(shop: Any) -> ibis.Table:
@@ -223,27 +229,45 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _event_aggregates(ev: ibis.Table, as_of: datetime, channels: Mapping[str, str]) -> ibis.Table:
-    """One pass over events: window aggregates, last event per type, channel counts."""
+    """One pass over events: window aggregates, last event per type, channel counts.
+
+    Event type and window are first turned into small integer codes (one string
+    comparison chain and one timestamp comparison chain per row), so that each of the
+    many conditional aggregates tests integers only.
+    """
     starts = _windows_start(as_of, fg.WINDOWS_DAYS)
+    types = list(dict.fromkeys([*c.CORE_EVENT_TYPES]))
+    code = {t: i for i, t in enumerate(types)}
     et, ts = ev[c.EVENT_TYPE], ev[c.TS]
-    metrics: dict[str, ibis.Value] = {"events_total": ev.count()}
+    type_code = ibis.cases(*((et == t, code[t]) for t in types), else_=len(types)).cast("int8")
+    windows = sorted(fg.WINDOWS_DAYS)
+    bucket = ibis.cases(
+        *((ts >= starts[w], i) for i, w in enumerate(windows)), else_=len(windows)
+    ).cast("int8")
+    ch = ev[c.CHANNEL]
+    e = ev.select(
+        c.CUSTOMER_ID, c.TS, _VALUE_CENTS, c.CHANNEL, _TYPE_CODE=type_code, _BUCKET=bucket
+    )
+    tc, b = e["_TYPE_CODE"], e["_BUCKET"]
+    metrics: dict[str, ibis.Value] = {"events_total": e.count()}
     activity = fg.group("activity")
     for agg in activity.aggregates:
-        is_type = et.isin(agg.event_types) if len(agg.event_types) > 1 else et == agg.event_types[0]
+        codes = [code[t] for t in agg.event_types]
+        is_type = tc.isin(codes) if len(codes) > 1 else tc == codes[0]
         for w in activity.lookbacks_days:
-            where = is_type & (ts >= starts[w])
+            where = is_type & (b <= windows.index(w))
             name = f"{agg.name}_{w}d"
             if agg.how == "count":
-                metrics[name] = ev.count(where=where)
+                metrics[name] = e.count(where=where)
             else:
-                metrics[name] = ev[_VALUE_CENTS].sum(where=where)
+                metrics[name] = e[_VALUE_CENTS].sum(where=where)
     for etype in c.CORE_EVENT_TYPES:
-        metrics[f"last_{etype}"] = ts.max(where=et == etype)
-    ch = ev[c.CHANNEL]
-    metrics[_CHANNEL_N] = ev.count(where=ch.notnull())
+        metrics[f"last_{etype}"] = e[c.TS].max(where=tc == code[etype])
+    ch = e[c.CHANNEL]
+    metrics[_CHANNEL_N] = e.count(where=ch.notnull())
     for value, frag in channels.items():
-        metrics[f"channel_n_{frag}"] = ev.count(where=ch == value)
-    return ev.aggregate(by=[c.CUSTOMER_ID], **metrics)
+        metrics[f"channel_n_{frag}"] = e.count(where=ch == value)
+    return e.aggregate(by=[c.CUSTOMER_ID], **metrics)
 
 
 def _session_aggregates(ev: ibis.Table, as_of: datetime) -> ibis.Table:
@@ -271,6 +295,7 @@ def _session_aggregates(ev: ibis.Table, as_of: datetime) -> ibis.Table:
 def _orders(ev: ibis.Table) -> ibis.Table:
     """Order grain: one row per (customer, order_key) with its first line time and cents."""
     p = ev.filter(ev[c.EVENT_TYPE] == c.PURCHASE)
+    p = p.mutate(**{_ORDER_KEY: order_key(p)})
     return p.aggregate(
         by=[c.CUSTOMER_ID, _ORDER_KEY],
         **{c.TS: p[c.TS].min(), _CENTS: p[_VALUE_CENTS].sum()},
@@ -341,7 +366,7 @@ def _customer_expr(
     channels: Mapping[str, str],
 ) -> ibis.Table:
     """Customers created before T left-joined to their event, session, order and
-    category aggregates, sorted by ``customer_id``."""
+    category aggregates (unsorted: sorting wide rows is left to Arrow)."""
     ev = events_between(tables, None, as_of)
     base = _customers_before(tables, as_of)
     return _left_join_all(
@@ -352,7 +377,7 @@ def _customer_expr(
             _order_aggregates(ev, as_of),
             _category_aggregates(ev, tables.items, categories),
         ],
-    ).order_by(c.CUSTOMER_ID)
+    )
 
 
 def _count(raw: pd.DataFrame, name: str) -> np.ndarray:
@@ -467,13 +492,14 @@ def lifecycle_stage(
 
 def _cycle_expr(tables: Any, as_of: datetime, key: str) -> ibis.Table:
     """Purchases of repurchasable items before T per (customer, ``key``): number of
-    distinct orders, first and last purchase time; sorted by the keys."""
+    distinct orders, first and last purchase time (unsorted)."""
     ev = events_between(tables, None, as_of)
     p = ev.filter((ev[c.EVENT_TYPE] == c.PURCHASE) & ev[c.ITEM_ID].notnull())
     items = repurchasable_items(tables)
     items = items.filter(items[REPURCHASABLE_FLAG]).select(c.ITEM_ID, c.CATEGORY)
     base = _customers_before(tables, as_of).select(c.CUSTOMER_ID)
     lines = p.inner_join(items, c.ITEM_ID).semi_join(base, c.CUSTOMER_ID)
+    lines = lines.mutate(**{_ORDER_KEY: order_key(lines)})
     return lines.aggregate(
         by=[c.CUSTOMER_ID, key],
         **{
@@ -481,7 +507,7 @@ def _cycle_expr(tables: Any, as_of: datetime, key: str) -> ibis.Table:
             _FIRST: lines[c.TS].min(),
             _LAST: lines[c.TS].max(),
         },
-    ).order_by([c.CUSTOMER_ID, key])
+    )
 
 
 def _finish_cycle(raw: pd.DataFrame, key: str, as_of: datetime) -> pd.DataFrame:
@@ -592,12 +618,14 @@ def _run(
     return shop.con.sql(sql, dialect=shop.con.name).to_pyarrow()  # pragma: no cover
 
 
-def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """``df`` sorted by ``keys`` (a no-op check when the backend kept the ORDER BY)."""
-    k = df[keys[0]] if len(keys) == 1 else pd.MultiIndex.from_frame(df[keys])
-    if pd.Index(k).is_monotonic_increasing:
-        return df
-    return df.sort_values(keys, kind="stable").reset_index(drop=True)
+def _sorted(table: pa.Table, keys: list[str]) -> pd.DataFrame:
+    """``table`` sorted by ``keys`` (byte order of the UTF-8 ids), as pandas.
+
+    Sorting only the key columns in Arrow and taking the rows is far cheaper than an
+    ORDER BY over the wide aggregated rows in the engine.
+    """
+    order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys])
+    return table.take(order).to_pandas()
 
 
 def _apply_schema(df: pd.DataFrame, specs: list[FeatureSpec]) -> pd.DataFrame:
@@ -637,12 +665,12 @@ def build_snapshot(shop: Any, as_of: datetime | date | str) -> Snapshot:
     as_of = normalize_as_of(as_of)
     exp = _expansions(shop, as_of)
     specs = {e: build_manifest(e, exp) for e in fg.ENTITIES}
-    raw = _sorted(_run(shop, "customer", as_of, exp).to_pandas(), [c.CUSTOMER_ID])
+    raw = _sorted(_run(shop, "customer", as_of, exp), [c.CUSTOMER_ID])
     customer = _finish_customer(raw, as_of, exp["category"], exp["channel"])
     t1 = time.perf_counter()
     per_category, per_item = (
         _finish_cycle(
-            _sorted(_run(shop, entity, as_of, exp).to_pandas(), [c.CUSTOMER_ID, key]),
+            _sorted(_run(shop, entity, as_of, exp), [c.CUSTOMER_ID, key]),
             key,
             as_of,
         )
