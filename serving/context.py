@@ -73,6 +73,25 @@ def now_ns(now: datetime) -> int:
     return int(ts.as_unit("ns").value)
 
 
+def index_codes(index: pd.Index, values: Any) -> np.ndarray:
+    """Position of every value in ``index`` (``-1`` when absent or missing), as int64.
+
+    Factorises the values first, so millions of repeated ids cost one hash pass plus a
+    look-up of the distinct ones; categorical input maps only its categories.
+    """
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        uniques = values.cat.categories
+    elif isinstance(values, pd.Series | pd.Index | np.ndarray):
+        codes, uniques = pd.factorize(values)
+    else:
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    if len(uniques) == 0:
+        return np.full(len(codes), -1, dtype=np.int64)
+    found = index.get_indexer(pd.Index(uniques).astype(str)).astype(np.int64)
+    return np.where(codes >= 0, found[np.maximum(codes, 0)], -1)
+
+
 def _bool(frame: pd.DataFrame, col: str, default: bool) -> np.ndarray:
     if col not in frame.columns:
         return np.full(len(frame), default, dtype=bool)
@@ -88,14 +107,23 @@ class PairTable:
 
     def lookup(self, keys: np.ndarray, name: str, default: float | int) -> np.ndarray:
         """Value ``name`` for every query key; ``default`` where the key is absent."""
-        vals = self.values[name]
-        out = np.full(len(keys), default, dtype=np.result_type(vals.dtype, type(default)))
-        if len(self.keys) == 0 or len(keys) == 0:
-            return out
-        pos = np.searchsorted(self.keys, keys)
-        pos_c = np.minimum(pos, len(self.keys) - 1)
-        hit = self.keys[pos_c] == keys
-        out[hit] = vals[pos_c[hit]]
+        return self.lookup_many(keys, {name: default})[name]
+
+    def lookup_many(
+        self, keys: np.ndarray, defaults: dict[str, float | int]
+    ) -> dict[str, np.ndarray]:
+        """Several value columns for every query key, with one search."""
+        out = {}
+        hit = np.zeros(len(keys), dtype=bool)
+        at = np.zeros(len(keys), dtype=np.int64)
+        if len(self.keys) and len(keys):
+            at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+            hit = self.keys[at] == keys
+        for name, default in defaults.items():
+            vals = self.values[name]
+            col = np.full(len(keys), default, dtype=np.result_type(vals.dtype, type(default)))
+            col[hit] = vals[at[hit]]
+            out[name] = col
         return out
 
 
@@ -186,7 +214,7 @@ class RecContext:
         if CYCLE_DAYS not in items.columns:
             items[CYCLE_DAYS] = np.nan
         self.items = items
-        self.item_index = pd.Index(items[c.ITEM_ID].astype(str))
+        self.item_index = pd.Index(items[c.ITEM_ID].astype(str).to_numpy(dtype=object))
         self.category_index = pd.Index(pd.unique(items[c.CATEGORY].astype(str)))
         self.n_items = len(items)
         self.item_category = self.category_index.get_indexer(items[c.CATEGORY].astype(str))
@@ -195,25 +223,26 @@ class RecContext:
         self.item_repurchasable = items[c.REPURCHASABLE].to_numpy(dtype=bool)
         self.item_price = items[c.PRICE].to_numpy(dtype=float)
         self.item_cycle = items[CYCLE_DAYS].astype("float64").to_numpy()
+        self.item_content = {
+            col: items[col].to_numpy(dtype=float)
+            if col == c.PRICE
+            else items[col].astype(object).where(items[col].notna(), None).to_numpy(dtype=object)
+            for col in (c.TITLE, c.URL, c.IMAGE_URL, c.PRICE, c.CATEGORY)
+        }
 
     def _encode_customers(self) -> None:
         cust = self.customers.drop_duplicates(c.CUSTOMER_ID).reset_index(drop=True)
         self.customers = cust
-        self.customer_index = pd.Index(cust[c.CUSTOMER_ID].astype(str))
+        self.customer_index = pd.Index(cust[c.CUSTOMER_ID].astype(str).to_numpy(dtype=object))
         self.consent = {col: _bool(cust, col, False) for col in (c.CONSENT_EMAIL, c.CONSENT_ADS)}
 
     def customer_codes(self, ids: Any) -> np.ndarray:
         """Codes of customer ids (``-1`` for unknown customers)."""
-        return self.customer_index.get_indexer(pd.Index(ids).astype(str)).astype(np.int64)
+        return index_codes(self.customer_index, ids)
 
     def item_codes(self, ids: Any) -> np.ndarray:
         """Codes of item ids (``-1`` for unknown items); fast for categorical input."""
-        if isinstance(ids, pd.Series) and isinstance(ids.dtype, pd.CategoricalDtype):
-            cat_codes = self.item_index.get_indexer(ids.cat.categories.astype(str))
-            codes = ids.cat.codes.to_numpy()
-            out = np.where(codes >= 0, cat_codes[np.maximum(codes, 0)], -1)
-            return out.astype(np.int64)
-        return self.item_index.get_indexer(pd.Index(ids).astype(str)).astype(np.int64)
+        return index_codes(self.item_index, ids)
 
     def pair_keys(self, customer_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
         """int64 keys of (customer, item) code pairs; ``-1`` where either code is unknown."""

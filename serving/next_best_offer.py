@@ -33,6 +33,7 @@ from serving.rules import (
     RuleResult,
     apply_rules,
     eligibility,
+    recipient_index,
 )
 from serving.state import StateStore
 
@@ -183,7 +184,7 @@ def recommend_frame(
     RuleResult
     """
     pl = resolve_placement(placement, placements)
-    recipients = pd.Index(pd.unique(pd.Index(customers).astype(str)))
+    recipients = recipient_index(customers)
     when = now if now is not None else context.now
     if candidates is None and model is not None:
         ok, _ = eligibility(context.customer_codes(recipients), pl, context)

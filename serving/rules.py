@@ -29,7 +29,15 @@ import pandas as pd
 
 from features import contract as c
 from serving.content_blocks import choose_content_blocks
-from serving.context import DAY_NS, LAST_TS, N_GAPS, OWN_CYCLE_DAYS, RecContext, now_ns
+from serving.context import (
+    DAY_NS,
+    LAST_TS,
+    N_GAPS,
+    OWN_CYCLE_DAYS,
+    RecContext,
+    index_codes,
+    now_ns,
+)
 from serving.placements import Placement, PriceBand, PurchasedRule
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,12 @@ RECIPIENT_COLUMNS = (c.CUSTOMER_ID, ELIGIBLE, REASON, CONTENT_BLOCK, N_ITEMS)
 
 _NO_TS = np.iinfo(np.int64).min
 _TIER_CART, _TIER_MODEL, _TIER_FALLBACK = 0, 1, 2
+
+
+def recipient_index(customers: Any) -> pd.Index:
+    """Distinct recipient ids as an object-dtype Index, in first-seen order."""
+    values = pd.unique(np.asarray(customers, dtype=object).astype(str).astype(object))
+    return pd.Index(np.asarray(values, dtype=object), dtype=object)
 
 
 def no_consent_reason(channel: str) -> str:
@@ -115,7 +129,7 @@ def _overlay_last(
         return out
     if placement is not None and c.PLACEMENT in overlay.columns:
         overlay = overlay[overlay[c.PLACEMENT].astype(str) == placement]
-    pos = recipient_index.get_indexer(overlay[c.CUSTOMER_ID].astype(str))
+    pos = index_codes(recipient_index, overlay[c.CUSTOMER_ID])
     item = context.item_codes(overlay[c.ITEM_ID])
     ts = pd.to_datetime(overlay[c.TS]).astype("datetime64[ns]").to_numpy().astype(np.int64)
     ok = (pos >= 0) & (item >= 0)
@@ -161,10 +175,10 @@ def keep_not_purchased(
     ndarray of bool
     """
     keys = context.pair_keys(customer_codes, item_codes)
-    pairs = context.purchase_pairs
-    last = pairs.lookup(keys, LAST_TS, _NO_TS)
-    n_gaps = pairs.lookup(keys, N_GAPS, 0)
-    own = pairs.lookup(keys, OWN_CYCLE_DAYS, np.nan)
+    found = context.purchase_pairs.lookup_many(
+        keys, {LAST_TS: _NO_TS, N_GAPS: 0, OWN_CYCLE_DAYS: np.nan}
+    )
+    last, n_gaps, own = found[LAST_TS], found[N_GAPS], found[OWN_CYCLE_DAYS]
     if overlay_last_ts is not None:
         last = np.maximum(last, overlay_last_ts)
     bought = last != _NO_TS
@@ -303,6 +317,21 @@ class _Rows:
         return len(self.pos)
 
 
+def _sorted(rows: _Rows) -> _Rows:
+    """Rows in priority order: recipient, then tier (cart, model, fallback), then score
+    descending; ties keep their input order. Already ordered input is not re-sorted."""
+    if len(rows) < 2:
+        return rows
+    dpos = np.diff(rows.pos)
+    dtier = np.diff(rows.tier.astype(np.int16))
+    in_order = (dpos > 0) | (
+        (dpos == 0) & ((dtier > 0) | ((dtier == 0) & (np.diff(rows.score) <= 0)))
+    )
+    if in_order.all():
+        return rows
+    return rows.take(np.lexsort((-rows.score, rows.tier, rows.pos)))
+
+
 def _empty_rows() -> _Rows:
     return _Rows(
         np.empty(0, np.int64),
@@ -327,9 +356,9 @@ class _Labels:
         return self._index[label]
 
     def codes(self, values: pd.Series) -> np.ndarray:
-        codes, uniques = pd.factorize(values.fillna(FOR_YOU).astype(str))
-        mapping = np.array([self.code(u) for u in uniques], dtype=np.int64)
-        return mapping[codes] if len(mapping) else codes.astype(np.int64)
+        codes, uniques = pd.factorize(values)
+        mapping = np.array([self.code(str(u)) for u in uniques] + [self.code(FOR_YOU)])
+        return mapping[np.where(codes >= 0, codes, len(uniques))].astype(np.int64)
 
 
 def apply_rules(
@@ -370,7 +399,7 @@ def apply_rules(
         Per-recipient eligibility and content block, and the returned items.
     """
     rules = placement.rules
-    recipients = pd.Index(pd.unique(pd.Index(customers).astype(str)))
+    recipients = recipient_index(customers)
     m = len(recipients)
     ccode = context.customer_codes(recipients)
     t_now = now_ns(now) if now is not None else context.now_ns
@@ -404,8 +433,7 @@ def apply_rules(
             fill = _fallback_rows(np.flatnonzero(short), ccode, placement, context, labels)
             refilled = run.select(_Rows.concat([again, fill]))
             kept = _Rows.concat([kept.take(np.flatnonzero(~short[kept.pos])), refilled])
-            order = np.lexsort((kept.item, -kept.score, kept.tier, kept.pos))
-            kept = kept.take(order)
+            kept = _sorted(kept)
 
     counts = np.bincount(kept.pos, minlength=m)
     empty = eligible & (counts == 0)
@@ -451,13 +479,10 @@ class _Selector:
         ctx, rules = self.context, self.placement.rules
         if len(rows) == 0:
             return rows
-        rows = rows.take(np.lexsort((rows.item, -rows.score, rows.tier, rows.pos)))
+        rows = _sorted(rows)
         # Dedupe (recipient, item): first occurrence wins (cart before model before fallback).
         pair = rows.pos.astype(np.int64) * ctx.n_items + rows.item
         keep = ~pd.Series(pair).duplicated().to_numpy()
-        rows = rows.take(np.flatnonzero(keep))
-
-        keep = np.ones(len(rows), dtype=bool)
         if rules.exclude_unavailable:
             keep &= keep_available(rows.item, ctx)
         if rules.price_band is not None:
@@ -477,15 +502,14 @@ class _Selector:
                 cust, rows.item, ctx, rules.exclude_sent_days, self.t_now, scope, over
             )
             keep &= ok | ~not_cart
-        rows = rows.take(np.flatnonzero(keep))
-
-        if rules.max_per_category is not None and len(rows):
+        idx = np.flatnonzero(keep)
+        if rules.max_per_category is not None and len(idx):
             n_cat = len(ctx.category_index) + 1
-            key = rows.pos.astype(np.int64) * n_cat + ctx.item_category[rows.item]
-            keep = cap_per_group(key, rules.max_per_category, exempt=rows.tier == _TIER_CART)
-            rows = rows.take(np.flatnonzero(keep))
-        top = _rank_sorted(rows.pos) < self.placement.n_items
-        return rows.take(np.flatnonzero(top))
+            key = rows.pos[idx].astype(np.int64) * n_cat + ctx.item_category[rows.item[idx]]
+            cap = cap_per_group(key, rules.max_per_category, exempt=rows.tier[idx] == _TIER_CART)
+            idx = idx[cap]
+        idx = idx[_rank_sorted(rows.pos[idx]) < self.placement.n_items]
+        return rows.take(idx)
 
 
 def _model_rows(
@@ -498,8 +522,14 @@ def _model_rows(
     """Encode model candidates; drop other sources and unknown items; keep max_candidates."""
     cand = candidates
     if SOURCE in cand.columns:
-        cand = cand[cand[SOURCE].isin(placement.candidate_sources)]
-    pos = recipients.get_indexer(cand[c.CUSTOMER_ID].astype(str))
+        codes, uniques = pd.factorize(cand[SOURCE])
+        allowed = np.append(
+            np.isin(np.asarray(uniques, dtype=object), placement.candidate_sources), False
+        )
+        mask = allowed[np.where(codes >= 0, codes, len(uniques))]
+        if not mask.all():
+            cand = cand[mask]
+    pos = index_codes(recipients, cand[c.CUSTOMER_ID])
     item = context.item_codes(cand[c.ITEM_ID])
     score = cand[SCORE].to_numpy(dtype=float)
     reason = (
@@ -511,7 +541,7 @@ def _model_rows(
     n_unknown = int(((pos >= 0) & (item < 0)).sum())
     if n_unknown:
         log.warning("%d candidate rows name items missing from the catalogue; dropped", n_unknown)
-    idx = np.flatnonzero(ok)
+    idx = np.flatnonzero(ok) if not ok.all() else np.arange(len(ok))
     rows = _Rows(
         pos[idx].astype(np.int64),
         item[idx],
@@ -519,8 +549,7 @@ def _model_rows(
         np.full(len(idx), _TIER_MODEL, dtype=np.int8),
         reason[idx],
     )
-    order = np.lexsort((rows.item, -rows.score, rows.pos))
-    rows = rows.take(order)
+    rows = _sorted(rows)
     return rows.take(np.flatnonzero(_rank_sorted(rows.pos) < placement.max_candidates))
 
 
@@ -605,7 +634,6 @@ def _fallback_rows(
 def _recs_frame(
     rows: _Rows, recipients: pd.Index, context: RecContext, labels: _Labels
 ) -> pd.DataFrame:
-    items = context.items
     label_arr = np.array(labels.labels, dtype=object)
     data: dict[str, Any] = {
         c.CUSTOMER_ID: recipients.to_numpy(dtype=object)[rows.pos],
@@ -615,7 +643,13 @@ def _recs_frame(
         REASON: label_arr[rows.reason] if len(rows) else np.empty(0, dtype=object),
     }
     for col in CONTENT_FIELDS:
-        data[col] = items[col].to_numpy()[rows.item]
+        data[col] = context.item_content[col][rows.item]
+    data = {
+        k: pd.Series(v, dtype=object, copy=False)
+        if isinstance(v, np.ndarray) and v.dtype == object
+        else v
+        for k, v in data.items()
+    }
     return pd.DataFrame(data, columns=list(RECS_COLUMNS))
 
 
