@@ -162,7 +162,7 @@ def evaluate_split(
         blend = nbo.recommend_positions(users, 10, ranker=CandidateRanker("blend"))
         metrics["test_blend_recall_at_10"] = recall_at_k(blend, t, 10)
     metrics["n_test_users"] = float(len(users))
-    return metrics, nbo, getattr(chosen, "label", chosen.method)
+    return metrics, nbo, chosen.label or chosen.method
 
 
 def _source_recs(nbo: NextBestOffers, name: str, users: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 from scipy import sparse
@@ -73,6 +73,7 @@ class Recommender:
     """
 
     kind: ClassVar[str] = "base"
+    n_items_: int
     _arrays: ClassVar[tuple[str, ...]] = ()
     _fitted_scalars: ClassVar[tuple[str, ...]] = ("n_items_",)
 
@@ -286,7 +287,7 @@ def save_array(folder: Path, name: str, value: Any) -> None:
 
 def load_array(folder: Path, name: str, mmap: bool = False) -> Any:
     """Load an array written by :func:`save_array` (``allow_pickle=False``)."""
-    mode = "r" if mmap else None
+    mode: Literal["r"] | None = "r" if mmap else None
     dense = folder / f"{name}.npy"
     if dense.exists():
         return np.load(dense, mmap_mode=mode, allow_pickle=False)

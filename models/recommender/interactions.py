@@ -110,7 +110,9 @@ def _last_ts(events: pd.DataFrame, ids: IdMap, types: Sequence[str]) -> pd.DataF
 
 
 def _days_before(ts: np.ndarray, as_of: datetime) -> np.ndarray:
-    delta = np.datetime64(pd.Timestamp(as_of).to_datetime64(), "ns") - ts.astype("datetime64[ns]")
+    delta = pd.Timestamp(as_of).to_datetime64().astype("datetime64[ns]") - ts.astype(
+        "datetime64[ns]"
+    )
     return np.maximum(delta.astype(np.int64) / _DAY_NS, 0.0)
 
 

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self, cast
 
 import numpy as np
 import pandas as pd
@@ -106,7 +106,7 @@ class NextBestOffers:
         als_iterations: int = 15,
         als_regularization: float = 0.05,
         als_alpha: float = 10.0,
-        confidence_scaling: str = "log",
+        confidence_scaling: Literal["linear", "log"] = "log",
         knn_k: int = 50,
         recent_half_life_days: float = 14.0,
         ease_l2: float = 500.0,
@@ -186,6 +186,7 @@ class NextBestOffers:
         h = self.history_
         self.models_: dict[str, Recommender] = {}
         for name in self.sources:
+            m: Recommender
             if name == "als":
                 m = ALSRecommender(
                     factors=self.als_factors,
@@ -349,15 +350,14 @@ class NextBestOffers:
         reason[src == "popular"] = "popular_in:all"
         seg = src == "popular_in_segment"
         if seg.any():
-            m = self.models_["popular_in_segment"]
+            m = cast(CategoryPopularityRecommender, self.models_["popular_in_segment"])
             top = m.top_category(self.history_[cands.users[seg]])
             names = np.asarray(self.category_names_ + ["all"], dtype=object)
             reason[seg] = "popular_in:" + names[np.where(top < 0, len(names) - 1, top)]
         knn = src == "item_knn"
         if knn.any():
-            srcs = self.models_["item_knn"].explain(
-                cands.users[knn], self.history_, cands.items[knn]
-            )
+            knn_model = cast(ItemKNNRecommender, self.models_["item_knn"])
+            srcs = knn_model.explain(cands.users[knn], self.history_, cands.items[knn])
             item_names = self.ids_.items.to_numpy()
             reason[knn] = [f"similar_to:{item_names[j]}" if j >= 0 else "for_you" for j in srcs]
         return reason

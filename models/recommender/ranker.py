@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -133,6 +134,8 @@ class CandidateRanker:
         random_state: int | None = None,
     ):
         self.method = method
+        self.label: str | None = None  # set by the job when a single source is kept
+        self.model_: Any
         self.source_weights = dict(source_weights) if source_weights else None
         self.k0 = k0
         self.n_estimators = n_estimators
@@ -193,7 +196,7 @@ class CandidateRanker:
         """Final score per pair (higher is better)."""
         if self.method == "blend":
             return self.blend(cands)
-        return self.model_.predict(features).astype(np.float32)
+        return np.asarray(self.model_.predict(features), dtype=np.float32)
 
     # -- persistence (plain JSON: params + LightGBM text model) ----------------------
     def to_json(self) -> str:
