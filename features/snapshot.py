@@ -443,7 +443,9 @@ def _finish_customer(
         out[f"channel_share_{frag}"] = _divide(_count(raw, f"channel_n_{frag}"), channel_n)
 
     stage = lifecycle_stage(n_orders, recency, first_days, mean_interval)
-    out["lifecycle_stage"] = pd.Categorical.from_codes(stage, categories=list(fg.LIFECYCLE_STAGES))
+    out["lifecycle_stage"] = pd.Categorical.from_codes(
+        np.asarray(stage, dtype=np.int8), categories=pd.Index(list(fg.LIFECYCLE_STAGES))
+    )
     for i, name in enumerate(fg.LIFECYCLE_STAGES):
         out[f"lifecycle_{name}"] = (stage == i).astype("int8")
     return pd.DataFrame(out)
