@@ -102,8 +102,8 @@ def best_content_block(
         (
             affinity[WEIGHT].to_numpy(dtype=float),
             (
-                custs.get_indexer(affinity[c.CUSTOMER_ID].astype(str)),
-                cats.get_indexer(affinity[c.CATEGORY].astype(str)),
+                custs.get_indexer(pd.Index(affinity[c.CUSTOMER_ID].astype(str))),
+                cats.get_indexer(pd.Index(affinity[c.CATEGORY].astype(str))),
             ),
         ),
         shape=(len(custs), len(cats)),

@@ -79,6 +79,8 @@ def index_codes(index: pd.Index, values: Any) -> np.ndarray:
     Factorises the values first, so millions of repeated ids cost one hash pass plus a
     look-up of the distinct ones; categorical input maps only its categories.
     """
+    codes: np.ndarray
+    uniques: Any
     if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
         codes = values.cat.codes.to_numpy()
         uniques = values.cat.categories
@@ -217,7 +219,9 @@ class RecContext:
         self.item_index = pd.Index(items[c.ITEM_ID].astype(str).to_numpy(dtype=object))
         self.category_index = pd.Index(pd.unique(items[c.CATEGORY].astype(str)))
         self.n_items = len(items)
-        self.item_category = self.category_index.get_indexer(items[c.CATEGORY].astype(str))
+        self.item_category = self.category_index.get_indexer(
+            pd.Index(items[c.CATEGORY].astype(str))
+        )
         self.item_available = available
         self.item_durable = items[c.DURABLE].to_numpy(dtype=bool)
         self.item_repurchasable = items[c.REPURCHASABLE].to_numpy(dtype=bool)
@@ -305,7 +309,7 @@ class RecContext:
         n_cat = len(self.category_index)
         if len(a):
             rows = self.customer_codes(a[c.CUSTOMER_ID])
-            cols = self.category_index.get_indexer(a[c.CATEGORY].astype(str))
+            cols = self.category_index.get_indexer(pd.Index(a[c.CATEGORY].astype(str)))
             w = a[WEIGHT].to_numpy(dtype=float)
             ok = (rows >= 0) & (cols >= 0) & (w > 0)
             mat = sp.csr_matrix(
@@ -471,8 +475,8 @@ def _open_carts(ev: pd.DataFrame, since: pd.Timestamp) -> pd.DataFrame:
     """Add-to-cart lines after ``since`` with no later purchase or removal of the item."""
     adds = ev[(ev[c.EVENT_TYPE] == c.ADD_TO_CART) & (ev[c.TS] > since)]
     adds = adds.groupby([c.CUSTOMER_ID, c.ITEM_ID])[c.TS].max().reset_index()
-    closing = ev[ev[c.EVENT_TYPE].isin([c.PURCHASE, c.REMOVE_FROM_CART])]
-    closing = closing.groupby([c.CUSTOMER_ID, c.ITEM_ID])[c.TS].max().rename("_closed")
+    ends = ev[ev[c.EVENT_TYPE].isin([c.PURCHASE, c.REMOVE_FROM_CART])]
+    closing = ends.groupby([c.CUSTOMER_ID, c.ITEM_ID])[c.TS].max().rename("_closed")
     out = adds.merge(closing.reset_index(), on=[c.CUSTOMER_ID, c.ITEM_ID], how="left")
     out = out[out["_closed"].isna() | (out["_closed"] < out[c.TS])]
     return out[[c.CUSTOMER_ID, c.ITEM_ID, c.TS]].reset_index(drop=True)

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from features import contract as c
 from klantbeeld.errors import ConfigError
 from klantbeeld.settings import Settings
-from serving.context import RecContext, build_context
+from serving.context import RecContext, build_context, index_codes
 from serving.next_best_offer import CandidateModel, recommend_frame
 from serving.placements import Placement, placements_from_settings
 from serving.rules import CONTENT_BLOCK, ELIGIBLE, N_ITEMS, RANK, REASON, SCORE, RuleResult
@@ -379,7 +379,7 @@ class _CsvWriter:
             return 0
         n = self.placement.n_items
         recs = result.recs
-        row = pd.Index(rec[c.CUSTOMER_ID].astype(str)).get_indexer(recs[c.CUSTOMER_ID].astype(str))
+        row = index_codes(pd.Index(rec[c.CUSTOMER_ID].astype(str)), recs[c.CUSTOMER_ID])
         ok = row >= 0
         row, slot = row[ok], recs[RANK].to_numpy()[ok] - 1
         cols: dict[str, Any] = {

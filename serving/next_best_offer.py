@@ -275,7 +275,7 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def _item(row: dict[str, Any]) -> RecommendedItem:
+def _item(row: dict[Any, Any]) -> RecommendedItem:
     def opt(key: str) -> Any:
         v = row.get(key)
         return None if _missing(v) else v
