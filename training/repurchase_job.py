@@ -259,9 +259,7 @@ def evaluate_distribution(
         bins = np.minimum((pd.Series(pred).rank(pct=True, method="first") * 10).astype(int), 9)
         gap = pd.DataFrame({"b": bins, "p": pred, "o": obs}).groupby("b")[["p", "o"]].mean()
         sizes = np.bincount(bins, minlength=10)[gap.index]
-        out[f"calib_{w}w_ece"] = float(
-            np.average(np.abs(gap["p"] - gap["o"]), weights=sizes)
-        )
+        out[f"calib_{w}w_ece"] = float(np.average(np.abs(gap["p"] - gap["o"]), weights=sizes))
     return out
 
 
@@ -324,8 +322,10 @@ def _oracle_distribution(
 ) -> np.ndarray | None:
     """The generator's true weekly distribution for the test pairs, or None."""
     try:
-        from features.demo_shop import is_demo_shop
-        from features.demo_shop import oracle_repurchase_distribution  # type: ignore[attr-defined]
+        from features.demo_shop import (  # type: ignore[attr-defined]
+            is_demo_shop,
+            oracle_repurchase_distribution,
+        )
     except ImportError:
         log.info("demo-shop oracle not available; oracle metrics skipped")
         return None
@@ -406,7 +406,7 @@ def train_repurchase_timing(
 
     t_start = time.perf_counter()
     weeks = int(settings.repurchase_weeks)
-    level = level or getattr(settings, "repurchase_level", "item")
+    level = str(level or getattr(settings, "repurchase_level", "item"))
     key = pair_key(level)
     seed = int(settings.seed)
     data = Path(data) if data is not None else Path(settings.resolved_data_dir)
@@ -421,7 +421,7 @@ def train_repurchase_timing(
     log.info("repurchase backtest: %s", plan.as_params())
 
     frames = []
-    for i, cut in enumerate(plan.train):
+    for cut in plan.train:
         f = labelled_pairs(shop, cut, weeks, level)
         frames.append(f)
         log.info("train cutoff %s: %d pairs", cut.date(), len(f))
@@ -453,7 +453,9 @@ def train_repurchase_timing(
     oracle = _oracle_distribution(data, plan.test, weeks, test, key)
     if oracle is not None:
         dists["oracle"] = oracle
-    evals = {name: evaluate_distribution(d, ev_test, days_test, seed=seed) for name, d in dists.items()}
+    evals = {
+        name: evaluate_distribution(d, ev_test, days_test, seed=seed) for name, d in dists.items()
+    }
 
     m = evals["model"]
     metrics: dict[str, float] = {
@@ -516,10 +518,10 @@ def train_repurchase_timing(
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
         with tempfile.TemporaryDirectory() as tmp:
             tmpd = Path(tmp)
-            observed = np.array([((ev_test > 0) & (ev_test <= w)).mean() for w in range(1, weeks + 1)])
-            curves = {
-                n: np.cumsum(d[:, :weeks], axis=1).mean(axis=0) for n, d in dists.items()
-            }
+            observed = np.array(
+                [((ev_test > 0) & (ev_test <= w)).mean() for w in range(1, weeks + 1)]
+            )
+            curves = {n: np.cumsum(d[:, :weeks], axis=1).mean(axis=0) for n, d in dists.items()}
             _plot_curve(curves, observed, tmpd / "cumulative_repurchase.png")
             hit = ev_test > 0
             per = pd.DataFrame(
@@ -554,7 +556,9 @@ def train_repurchase_timing(
             ):
                 mlflow.log_artifact(str(tmpd / name), artifact_path="evaluation")
         try:
-            ds = mlflow.data.from_pandas(
+            from mlflow.data.pandas_dataset import from_pandas
+
+            ds = from_pandas(
                 test_all.head(1000), source=str(data), name=f"pairs@{plan.test.date()}"
             )
             mlflow.log_input(ds, context="test")
