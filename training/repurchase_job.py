@@ -5,8 +5,8 @@ One MLflow run in experiment ``klantbeeld-repurchase_timing``:
 1. cutoffs from :func:`training.backtest.plan_backtest` with horizon ``7 * W`` days
    (training cutoffs < validation cutoff < test cutoff, label windows never overlapping);
 2. per cutoff the pair features (:func:`models.repurchase_timing.pair_features`) and the
-   week of the next purchase in ``(T, T + 7W]`` (0 = none; all windows are complete, so
-   those pairs are censored at W);
+   week of the next purchase in the 7W days after T (:func:`features.labels.repurchase_labels`;
+   0 = none; every window is complete, so those pairs are censored at W);
 3. the hazard model is fitted on the training cutoffs with early stopping on the
    validation cutoff; the item-median and customer-mean interval baselines are fitted on
    the same training pairs; all are evaluated on the test cutoff (and, on the demo shop,
@@ -92,38 +92,13 @@ class RepurchaseTrainResult:
 # Labels
 # --------------------------------------------------------------------------------------
 def _labels(shop: Any, as_of: datetime, weeks: int, level: str) -> pd.DataFrame:
-    """``customer_id, <key>, days_to_next, week`` for purchases in ``(T, T + 7W]``."""
-    try:
-        from features.labels import repurchase_labels
-    except ImportError:  # the features piece not there yet: same definition, privately
-        repurchase_labels = None
-    if repurchase_labels is not None:
-        lab = repurchase_labels(shop, as_of, weeks=weeks, level=level)
-        return lab[[c.CUSTOMER_ID, pair_key(level), "days_to_next", "week"]]
-    return _first_purchase_after(shop, as_of, weeks, level)
+    """``customer_id, <key>, days_to_next, week`` of the first purchase in the W weeks after T."""
+    from features.labels import repurchase_labels
 
-
-def _first_purchase_after(shop: Any, as_of: datetime, weeks: int, level: str) -> pd.DataFrame:
-    from features.snapshot import repurchasable_items
-
-    key = pair_key(level)
-    end = as_of + timedelta(days=7 * weeks)
-    e = shop.events
-    buys = e.filter(
-        (e[c.EVENT_TYPE] == c.PURCHASE)
-        & (e[c.TS] > as_of)
-        & (e[c.TS] <= end)
-        & e[c.ITEM_ID].notnull()
+    lab = repurchase_labels(
+        shop, as_of, weeks=weeks, level="item" if level == "item" else "category"
     )
-    items = repurchasable_items(shop)
-    items = items.filter(items["is_repurchasable"])
-    joined = buys.join(items, c.ITEM_ID)
-    first = joined.group_by([c.CUSTOMER_ID, key]).aggregate(first_ts=joined[c.TS].min())
-    df = first.to_pandas()
-    days = (pd.to_datetime(df["first_ts"]) - pd.Timestamp(as_of)).dt.total_seconds() / 86400.0
-    df["days_to_next"] = days.to_numpy(dtype=np.float64)
-    df["week"] = np.clip(np.ceil(df["days_to_next"] / 7.0), 1, weeks).astype(np.int64)
-    return df[[c.CUSTOMER_ID, key, "days_to_next", "week"]]
+    return lab[[c.CUSTOMER_ID, pair_key(level), "days_to_next", "week"]]
 
 
 def labelled_pairs(shop: Any, as_of: datetime, weeks: int, level: str) -> pd.DataFrame:
