@@ -21,8 +21,8 @@ class Scorer(ABC):
 
     ``fit(X, y, X_valid, y_valid) -> self``
         ``X`` is a pandas DataFrame, one row per training example (customer at a cutoff),
-        with feature columns only (no ``customer_id``); numeric columns are float/int
-        (NaN allowed), categorical columns are pandas ``category`` or strings. ``y`` is
+        with feature columns (float/int/bool, NaN allowed); an implementation may ignore
+        columns it cannot use (e.g. strings and categoricals) and says so. ``y`` is
         0/1 of length ``len(X)``. ``X_valid``/``y_valid`` come from a *later* period and
         are used for early stopping and probability calibration, never for the trees'
         or coefficients' fit. Sets ``feature_names_`` (list[str], the pinned feature list)

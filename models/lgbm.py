@@ -36,17 +36,30 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
-def _frame(X: pd.DataFrame, names: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
-    """Select ``names`` from ``X`` (missing -> NaN) with categoricals fixed to ``categories``."""
-    cols = {}
-    for n in names:
-        if n in categories:
-            raw = X[n] if n in X.columns else pd.Series(None, index=X.index, dtype=object)
-            cols[n] = pd.Categorical(raw.astype(object), categories=categories[n])
-        elif n in X.columns:
-            cols[n] = pd.to_numeric(X[n], errors="coerce").astype(np.float64)
-        else:
-            cols[n] = np.full(len(X), np.nan)
+def numeric_features(X: pd.DataFrame) -> list[str]:
+    """Names of the numeric (incl. boolean) columns of ``X``, in order.
+
+    Strings and categoricals are left out: the snapshot one-hot encodes its categorical
+    features (e.g. ``lifecycle_<stage>`` flags), and numeric-only inputs keep the pyfunc
+    signature free of category dtypes.
+    """
+    return [
+        str(col)
+        for col in X.columns
+        if pd.api.types.is_numeric_dtype(X[col]) or pd.api.types.is_bool_dtype(X[col])
+    ]
+
+
+def _frame(X: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Select ``names`` from ``X`` as float64 (a missing column becomes NaN)."""
+    cols = {
+        n: (
+            pd.to_numeric(X[n], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            if n in X.columns
+            else np.full(len(X), np.nan)
+        )
+        for n in names
+    }
     return pd.DataFrame(cols, index=X.index)
 
 
@@ -74,8 +87,7 @@ class GradientBoostedScorer(Scorer):
         Cross-fitted validation Brier score of each calibration method.
     best_iteration_ : int
     feature_names_ : list[str]
-    categories_ : dict[str, list[str]]
-        Categorical features and their categories (sorted, from the training rows).
+        The numeric columns of the training frame (strings/categoricals are ignored).
     """
 
     DEFAULTS: ClassVar[dict[str, Any]] = {}
@@ -121,15 +133,12 @@ class GradientBoostedScorer(Scorer):
 
         y_arr = check_xy(X, y, "X")
         yv_arr = check_xy(X_valid, y_valid, "X_valid")
-        names = [str(c) for c in X.columns]
-        categories = {
-            n: sorted(X[n].dropna().astype(str).unique().tolist())
-            for n in names
-            if not pd.api.types.is_numeric_dtype(X[n]) and not pd.api.types.is_bool_dtype(X[n])
-        }
-        Xt, Xv = _frame(X, names, categories), _frame(X_valid, names, categories)
+        names = numeric_features(X)
+        if not names:
+            raise ValueError("X must have at least one numeric feature column")
+        Xt, Xv = _frame(X, names), _frame(X_valid, names)
         params = self.lgb_params()
-        train_set = lgb.Dataset(Xt, label=y_arr, categorical_feature=list(categories) or "auto")
+        train_set = lgb.Dataset(Xt, label=y_arr)
         valid_set = lgb.Dataset(Xv, label=yv_arr, reference=train_set)
         booster = lgb.train(
             params,
@@ -145,7 +154,6 @@ class GradientBoostedScorer(Scorer):
             model_str=booster.model_to_string(num_iteration=self.best_iteration_)
         )
         self.feature_names_ = names
-        self.categories_ = categories
         raw_valid = self.booster_.predict(Xv, raw_score=True)
         choice = choose_calibrator(raw_valid, yv_arr, random_state=int(self.random_state))
         self.calibrator_ = choice.calibrator
@@ -159,9 +167,9 @@ class GradientBoostedScorer(Scorer):
         return self
 
     def frame(self, X: pd.DataFrame) -> pd.DataFrame:
-        """``X`` reduced to the pinned features, typed as at fit time."""
+        """``X`` reduced to the pinned features as float64."""
         self._check_fitted()
-        return _frame(X, self.feature_names_, self.categories_)
+        return _frame(X, self.feature_names_)
 
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated margin (log-odds) per row."""
@@ -204,7 +212,6 @@ class GradientBoostedScorer(Scorer):
             "random_state": self.random_state,
             "num_threads": self.num_threads,
             "feature_names": self.feature_names_,
-            "categories": self.categories_,
             "best_iteration": self.best_iteration_,
             "calibrator": self.calibrator_.to_dict(),
             "calibration_brier": self.calibration_brier_,
@@ -244,7 +251,6 @@ class GradientBoostedScorer(Scorer):
         )
         obj.booster_ = lgb.Booster(model_file=str(path / BOOSTER_FILE))
         obj.feature_names_ = list(meta["feature_names"])
-        obj.categories_ = {k: list(v) for k, v in meta["categories"].items()}
         obj.best_iteration_ = int(meta["best_iteration"])
         obj.calibrator_ = Calibrator.from_dict(meta["calibrator"])
         obj.calibration_brier_ = meta["calibration_brier"]
