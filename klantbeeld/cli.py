@@ -162,6 +162,140 @@ def features(
     out.print(f"written to [bold]{target / f'as_of={snapshot.as_of:%Y-%m-%d}'}[/]")
 
 
+@app.command()
+@friendly_errors
+def train(
+    model: Annotated[
+        str,
+        typer.Argument(help="conversion_intent, churn, repurchase_timing, recommender, or all."),
+    ] = "all",
+    data: DataOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote to champion whatever the metrics.")
+    ] = False,
+) -> None:
+    """Backtest, fit, evaluate and register a model in MLflow (one run per model)."""
+    from training.jobs import TRAINERS, train_model
+    from training.tracking import ui_command
+
+    if model != "all" and model not in TRAINERS:
+        raise typer.BadParameter(f"expected one of {', '.join([*TRAINERS, 'all'])}, got {model!r}")
+    settings = _settings(data)
+    results = train_model(model, settings, settings.resolved_data_dir, force=force)
+    for result in results.values() if isinstance(results, dict) else [results]:
+        tests = {k: v for k, v in result.metrics.items() if k.startswith(("test_", "oracle_"))}
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(tests.items())[:8])
+        state = "[green]champion[/]" if result.promoted else "challenger"
+        out.print(
+            f"[bold]{result.model}[/] v{result.version} ({state}; {result.promotion_reason}) "
+            f"test period {result.test_period}, {result.seconds:.0f}s\n  {shown}"
+        )
+    out.print(f"Open the MLflow UI: {ui_command(settings)}")
+
+
+@app.command()
+@friendly_errors
+def score(
+    as_of: Annotated[str, typer.Option("--as-of", help="Snapshot time T (YYYY-MM-DD, UTC).")],
+    data: DataOpt = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Output Parquet (default under <home>/scores).")
+    ] = None,
+) -> None:
+    """Score every customer with every champion model; write one Parquet row per customer."""
+    from training.batch_score import score_customers
+
+    settings = _settings(data)
+    path = score_customers(
+        settings, parse_as_of(as_of), data=settings.resolved_data_dir, out=out_file
+    )
+    out.print(f"scores written to [bold]{path}[/]")
+
+
+@app.command()
+@friendly_errors
+def recommend(
+    placement: Annotated[str, typer.Option(help="Placement name from the placements config.")],
+    customers: Annotated[
+        str, typer.Option(help="'all', or a file with one customer_id per line (or CSV column).")
+    ] = "all",
+    out_file: Annotated[Path, typer.Option("--out", help="Output file.")] = Path(
+        "var/exports/recommendations.ndjson"
+    ),
+    fmt: Annotated[str, typer.Option("--format", help="ndjson or csv.")] = "ndjson",
+    data: DataOpt = None,
+    include_not_eligible: Annotated[
+        bool, typer.Option(help="Also write not-eligible recipients with their reason.")
+    ] = False,
+    record_sends: Annotated[
+        bool, typer.Option(help="Record the exported items as sent (for the no-repeat rule).")
+    ] = False,
+) -> None:
+    """Export next-best-offers of a placement for an ESP send, one line per recipient."""
+    from serving.model_loading import load_next_best_offers
+
+    from serving.export import export_recommendations
+
+    if fmt not in ("ndjson", "csv"):
+        raise typer.BadParameter(f"--format must be ndjson or csv, got {fmt!r}")
+    settings = _settings(data)
+    model = load_next_best_offers(settings)
+    summary = export_recommendations(
+        settings,
+        placement,
+        "all" if customers == "all" else Path(customers),
+        out_file,
+        fmt,  # type: ignore[arg-type]
+        model=model,
+        include_not_eligible=include_not_eligible,
+        record_sends=record_sends,
+    )
+    out.print(
+        f"{summary.n_lines:,} recipients written to [bold]{summary.out}[/] "
+        f"({summary.n_items:,} items, {summary.seconds:.1f}s); not eligible: "
+        + (", ".join(f"{k}={v:,}" for k, v in summary.not_eligible_by_reason.items()) or "none")
+    )
+
+
+segments = typer.Typer(help="Audiences built from scores.", no_args_is_help=True)
+app.add_typer(segments, name="segments")
+
+
+@segments.command("in-market")
+@friendly_errors
+def in_market_segment(
+    week: Annotated[str, typer.Option(help="ISO week YYYY-Www.")],
+    min_prob: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Minimum P(next purchase in that week).")
+    ] = 0.3,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Scores as of (default: after the last event).")
+    ] = None,
+    data: DataOpt = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write CSV here.")] = None,
+) -> None:
+    """List who is back in the market for what in a given ISO week (email consent only)."""
+    from serving.in_market import in_market
+
+    settings = _settings(data)
+    frame = in_market(
+        settings,
+        week,
+        min_prob,
+        as_of=parse_as_of(as_of) if as_of else None,
+        data=settings.resolved_data_dir,
+    )
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_file.with_name(f".{out_file.name}.tmp")
+        frame.to_csv(tmp, index=False)
+        tmp.replace(out_file)
+        out.print(f"{len(frame):,} customer×item rows written to [bold]{out_file}[/]")
+    else:
+        out.print(frame.head(20).to_string(index=False))
+        out.print(f"{len(frame):,} rows (showing up to 20; --out FILE writes all)")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
