@@ -60,7 +60,7 @@ class ShopParams:
     email_conv_mult: float = 1.5
     open_floor: float = 0.25
     campaign_every_days: int = 7
-    jitter_sigma: float = 0.2
+    jitter_sigma: float = 0.3
     return_prob_durable: float = 0.06
     return_prob_consumable: float = 0.015
 

@@ -98,11 +98,11 @@ def draw_customers(
     # one latent "engagement" factor z drives several propensities, so every kind of
     # behaviour (sessions, purchases, email) carries information about the others
     z = rng.standard_normal(n)
-    lam = 0.04 * np.exp(0.5 * (0.8 * z + 0.6 * rng.standard_normal(n)))
-    q = 1.0 / (1.0 + np.exp(-(-1.4 + 0.35 * z + 0.25 * rng.standard_normal(n))))
+    lam = 0.032 * np.exp(0.6 * (0.8 * z + 0.6 * rng.standard_normal(n)))
+    q = 1.0 / (1.0 + np.exp(-(-1.4 + 0.35 * z + 0.1 * rng.standard_normal(n))))
     lifetime = 420.0 * np.exp(0.6 * (0.6 * z + 0.8 * rng.standard_normal(n)))
     hazard = 1.0 / lifetime
-    tau = rng.uniform(30.0, 90.0, n)
+    tau = rng.uniform(20.0, 60.0, n)
     t0 = created_day + rng.geometric(hazard) - 1
     t0 = np.minimum(t0, NEVER).astype(np.int64)
     rho = rng.beta(8.0, 3.0, n)

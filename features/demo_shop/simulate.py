@@ -430,9 +430,9 @@ def _expand(
     start_sec[m_sess[has_sess]] = click_sec[has_sess] + 5
 
     # per-session counts
-    n_page = np.where(store, 0, 1 + rng.poisson(0.3, n_s))
+    n_page = np.where(store, 0, 1 + rng.poisson(0.2, n_s))
     n_extra = np.where(
-        store, 0, np.where(buying | is_mail, rng.poisson(0.6, n_s), 1 + rng.poisson(1.0, n_s))
+        store, 0, np.where(buying | is_mail, rng.poisson(0.4, n_s), 1 + rng.poisson(0.6, n_s))
     )
     n_extra = np.where(s_kind == ABANDON, np.maximum(n_extra, 1), n_extra)
     n_lines = np.bincount(l_sess, minlength=n_s)
