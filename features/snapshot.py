@@ -57,6 +57,8 @@ _GAP_N = "gap_n"
 _GAP_S1 = "gap_s1"
 _GAP_S2 = "gap_s2"
 _CHANNEL_N = "channel_n"
+_TYPE_CODE = "type_code"
+_BUCKET = "window_bucket"
 _VIEWS_N = "category_views_n"
 _LINES_N = "category_lines_n"
 REPURCHASABLE_FLAG = "is_repurchasable"
@@ -236,7 +238,9 @@ def _event_aggregates(ev: ibis.Table, as_of: datetime, channels: Mapping[str, st
     many conditional aggregates tests integers only.
     """
     starts = _windows_start(as_of, fg.WINDOWS_DAYS)
-    types = list(dict.fromkeys([*c.CORE_EVENT_TYPES]))
+    activity = fg.group("activity")
+    declared = [t for agg in activity.aggregates for t in agg.event_types]
+    types = list(dict.fromkeys([*c.CORE_EVENT_TYPES, *declared]))
     code = {t: i for i, t in enumerate(types)}
     et, ts = ev[c.EVENT_TYPE], ev[c.TS]
     type_code = ibis.cases(*((et == t, code[t]) for t in types), else_=len(types)).cast("int8")
@@ -244,13 +248,11 @@ def _event_aggregates(ev: ibis.Table, as_of: datetime, channels: Mapping[str, st
     bucket = ibis.cases(
         *((ts >= starts[w], i) for i, w in enumerate(windows)), else_=len(windows)
     ).cast("int8")
-    ch = ev[c.CHANNEL]
     e = ev.select(
-        c.CUSTOMER_ID, c.TS, _VALUE_CENTS, c.CHANNEL, _TYPE_CODE=type_code, _BUCKET=bucket
+        c.CUSTOMER_ID, c.TS, _VALUE_CENTS, c.CHANNEL, **{_TYPE_CODE: type_code, _BUCKET: bucket}
     )
-    tc, b = e["_TYPE_CODE"], e["_BUCKET"]
+    tc, b = e[_TYPE_CODE], e[_BUCKET]
     metrics: dict[str, ibis.Value] = {"events_total": e.count()}
-    activity = fg.group("activity")
     for agg in activity.aggregates:
         codes = [code[t] for t in agg.event_types]
         is_type = tc.isin(codes) if len(codes) > 1 else tc == codes[0]
