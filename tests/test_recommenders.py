@@ -173,6 +173,20 @@ class TestItemKNN(RecommenderContract, CheckerboardAnswer):
         for u in range(4):
             assert src[u] in set(x[u].indices) and src[u] % 2 == u % 2
 
+    def test_explain_equals_the_per_pair_definition(self):
+        rng = np.random.default_rng(2)
+        x = sparse.random(50, 80, density=0.08, format="csr", random_state=rng, dtype=np.float32)
+        model = ItemKNNRecommender(K=15).fit(x)
+        users = rng.integers(0, 50, 400)
+        items = rng.integers(-1, 80, 400)
+        got = model.explain(users, x, items)
+        sim = model.similarity_.toarray()
+        for k, (u, i) in enumerate(zip(users, items, strict=True)):
+            contrib = x[u].toarray().ravel() * (sim[:, i] if i >= 0 else 0.0)
+            want = int(np.argmax(contrib)) if i >= 0 and contrib.max() > 0 else -1
+            assert got[k] == want, (k, u, i)
+        assert (got >= 0).sum() > 100  # most pairs have an explaining history item
+
 
 class TestEASE(RecommenderContract, CheckerboardAnswer):
     def make(self, seed=0):
@@ -258,3 +272,31 @@ def test_top_n_breaks_ties_by_position_and_skips_minus_inf():
     ids, vals = top_n(s, 5)
     np.testing.assert_array_equal(ids, [[1, 2, 4, 0, -1], [2, 3, 4, -1, -1]])
     assert vals[1, 3] == -np.inf
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: PopularityRecommender(),
+        lambda: CategoryPopularityRecommender(item_categories=np.arange(300) % 7),
+        lambda: RecentlyViewedRecommender(),
+        lambda: BuyAgainRecommender(),
+        lambda: ItemKNNRecommender(K=10),
+    ],
+)
+def test_sparse_shortlist_equals_dense_scoring(make):
+    # random histories with heavy exclusion: the shortlist path gives the dense top-n exactly
+    rng = np.random.default_rng(5)
+    x = sparse.random(60, 300, density=0.05, format="csr", random_state=rng, dtype=np.float32)
+    x.data = np.ceil(x.data * 4).astype(np.float32)
+    x[3] = 0  # a user without history
+    x.eliminate_zeros()
+    model = make().fit(x)
+    users = np.arange(60)
+    exclude = x + sparse.random(60, 300, density=0.1, format="csr", random_state=rng)
+    ids, scores = model.recommend(users, x, n=15, exclude=exclude)
+    dense = model._score_block(users, x)
+    dense[exclude.toarray() != 0] = -np.inf
+    want_ids, want_scores = top_n(dense, 15)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-6)

@@ -33,6 +33,7 @@ class BuyAgainRecommender(Recommender):
     """
 
     kind = "buy_again"
+    _sparse_scores = True
     _arrays = ("cycle_days_", "repurchasable_")
 
     def __init__(self, default_cycle_days: float = 30.0):
@@ -75,11 +76,16 @@ class BuyAgainRecommender(Recommender):
         self.n_items_ = n
         return self
 
-    def _score_block(self, user_ids: np.ndarray, rows: sparse.csr_matrix) -> np.ndarray:
-        out = np.full(rows.shape, -np.inf, dtype=np.float32)
-        coo = rows.tocoo()
-        keep = (coo.data > 0) & self.repurchasable_[coo.col]
+    def _score_sparse(
+        self,
+        user_ids: np.ndarray,
+        rows: sparse.csr_matrix,
+        n: int | None = None,
+        exclude: sparse.csr_matrix | None = None,
+    ) -> sparse.csr_matrix:
+        coo = sparse.csr_matrix(rows).tocoo()
+        keep = (coo.data > 0) & np.asarray(self.repurchasable_)[coo.col]
         r, c, age = coo.row[keep], coo.col[keep], coo.data[keep]
-        ratio = age / self.cycle_days_[c]
-        out[r, c] = np.minimum(ratio, 1.0 / ratio)
-        return out
+        ratio = age / np.asarray(self.cycle_days_)[c]
+        score = np.minimum(ratio, 1.0 / ratio).astype(np.float32)
+        return sparse.csr_matrix((score, (r, c)), shape=rows.shape)

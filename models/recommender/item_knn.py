@@ -33,6 +33,7 @@ class ItemKNNRecommender(Recommender):
     """
 
     kind = "item_knn"
+    _sparse_scores = True
     _arrays = ("similarity_",)
 
     def __init__(
@@ -71,18 +72,23 @@ class ItemKNNRecommender(Recommender):
         sim.sort_indices()
         self.similarity_ = sim
         self.n_items_ = int(m.shape[1])
+        self._sim_keys: np.ndarray | None = None
         return self
 
     def _history(self, rows: sparse.csr_matrix) -> sparse.csr_matrix:
         return (rows > 0).astype(np.float32) if self.binary_history else rows
 
-    def _score_block(self, user_ids: np.ndarray, rows: sparse.csr_matrix) -> np.ndarray:
-        s = (self._history(rows) @ self.similarity_).tocsr()
-        out = np.full(rows.shape, -np.inf, dtype=np.float32)
-        coo = s.tocoo()
-        keep = coo.data > 0
-        out[coo.row[keep], coo.col[keep]] = coo.data[keep]
-        return out
+    def _score_sparse(
+        self,
+        user_ids: np.ndarray,
+        rows: sparse.csr_matrix,
+        n: int | None = None,
+        exclude: sparse.csr_matrix | None = None,
+    ) -> sparse.csr_matrix:
+        s = sparse.csr_matrix(self._history(rows) @ self.similarity_, dtype=np.float32)
+        s.data[~(s.data > 0)] = 0.0
+        s.eliminate_zeros()
+        return s
 
     def explain(
         self, user_ids: np.ndarray, user_items: sparse.csr_matrix, item_ids: np.ndarray
@@ -101,17 +107,45 @@ class ItemKNNRecommender(Recommender):
         ndarray of int32, shape (n,)
             Item position of the strongest neighbour in the history, ``-1`` if none.
         """
-        sim_t = self.similarity_.T.tocsr()
         hist = self._history(sparse.csr_matrix(user_items))
-        out = np.full(len(user_ids), -1, dtype=np.int32)
-        for k, (u, i) in enumerate(zip(user_ids, item_ids, strict=True)):
-            if i < 0:
-                continue
-            h = hist[u]
-            lo, hi = sim_t.indptr[i], sim_t.indptr[i + 1]
-            nbr, w = sim_t.indices[lo:hi], sim_t.data[lo:hi]
-            common, a, b = np.intersect1d(nbr, h.indices, return_indices=True)
-            if common.size:
-                contrib = w[a] * h.data[b]
-                out[k] = common[np.argmax(contrib)]
+        hist.sort_indices()
+        users = np.asarray(user_ids, dtype=np.int64)
+        items = np.asarray(item_ids, dtype=np.int64)
+        out = np.full(len(users), -1, dtype=np.int32)
+        pairs = np.flatnonzero(items >= 0)
+        # one row per (pair, history item j of the pair's user)
+        lens = np.diff(hist.indptr)[users[pairs]]
+        pair = np.repeat(pairs, lens)
+        first = np.repeat(hist.indptr[users[pairs]] - (np.cumsum(lens) - lens), lens)
+        at = first + np.arange(len(pair))
+        j = hist.indices[at].astype(np.int64)
+        h = hist.data[at].astype(np.float32)
+        # similarity S[j, i] by one search in the sorted keys of S
+        keys = self._similarity_keys()
+        q = j * self.n_items_ + items[pair]
+        pos = np.minimum(np.searchsorted(keys, q), max(len(keys) - 1, 0))
+        hit = (keys[pos] == q) if len(keys) else np.zeros(len(q), dtype=bool)
+        contrib = np.where(hit, h * np.asarray(self.similarity_.data)[pos], 0.0).astype(np.float32)
+        ok = contrib > 0
+        pair, j, contrib = pair[ok], j[ok], contrib[ok]
+        # strongest contribution per pair, ties to the lower item position
+        order = np.lexsort((j, -contrib, pair))
+        pair, j = pair[order], j[order]
+        head = np.r_[True, pair[1:] != pair[:-1]] if len(pair) else np.zeros(0, dtype=bool)
+        out[pair[head]] = j[head]
         return out
+
+    def _similarity_keys(self) -> np.ndarray:
+        """Sorted int64 keys ``j * n_items + i`` of the stored entries of ``similarity_``."""
+        keys = getattr(self, "_sim_keys", None)
+        if keys is None:
+            sim = self.similarity_
+            if not sim.has_sorted_indices:
+                sim.sort_indices()
+            rows = np.repeat(np.arange(sim.shape[0], dtype=np.int64), np.diff(sim.indptr))
+            keys = rows * self.n_items_ + sim.indices
+            self._sim_keys = keys
+        return keys
+
+    def _after_load(self) -> None:
+        self._sim_keys = None

@@ -26,6 +26,7 @@ class PopularityRecommender(Recommender):
 
     kind = "popular"
     _arrays = ("popularity_",)
+    _sparse_scores = True
 
     def __init__(self, weighted: bool = False):
         self.weighted = weighted
@@ -38,8 +39,21 @@ class PopularityRecommender(Recommender):
         self.n_items_ = int(m.shape[1])
         return self
 
-    def _score_block(self, user_ids: np.ndarray, rows: sparse.csr_matrix) -> np.ndarray:
-        return np.broadcast_to(self.popularity_, (len(user_ids), self.n_items_)).copy()
+    def _score_sparse(
+        self,
+        user_ids: np.ndarray,
+        rows: sparse.csr_matrix,
+        n: int | None = None,
+        exclude: sparse.csr_matrix | None = None,
+    ) -> sparse.csr_matrix:
+        # the same list for everyone: its first n + (most excluded items of a user) entries
+        pop = np.asarray(self.popularity_, dtype=np.float32)
+        top = _order(pop)[: _shortlist_width(n, exclude, self.n_items_)]
+        m = len(user_ids)
+        return sparse.csr_matrix(
+            (np.tile(pop[top], m), np.tile(top, m), np.arange(m + 1) * len(top)),
+            shape=(m, self.n_items_),
+        )
 
 
 class CategoryPopularityRecommender(Recommender):
@@ -68,6 +82,7 @@ class CategoryPopularityRecommender(Recommender):
 
     kind = "popular_in_segment"
     _arrays = ("in_category_", "overall_", "categories_")
+    _sparse_scores = True
     _fitted_scalars = ("n_items_", "n_categories_")
 
     def __init__(self, item_categories: list[int] | np.ndarray, eps: float = 1e-3):
@@ -112,6 +127,56 @@ class CategoryPopularityRecommender(Recommender):
         best[aff.max(axis=1) <= 0] = -1
         return best
 
-    def _score_block(self, user_ids: np.ndarray, rows: sparse.csr_matrix) -> np.ndarray:
+    def _score_sparse(
+        self,
+        user_ids: np.ndarray,
+        rows: sparse.csr_matrix,
+        n: int | None = None,
+        exclude: sparse.csr_matrix | None = None,
+    ) -> sparse.csr_matrix:
+        """Exact shortlist: the top ``w`` of each category the user has affinity with, plus
+        the overall top ``w`` (``w = n`` + the most excluded items of a user).
+
+        Within a category ``share(i | c)`` and ``share(i)`` are proportional, so the order
+        by score inside a category does not depend on the affinity; an item of a category
+        without affinity scores ``eps * share(i)``, so only the overall top ``w`` can
+        beat the others.
+        """
         aff = self.category_affinity(rows)
-        return aff[:, self.categories_] * self.in_category_ + self.eps * self.overall_
+        cats = np.asarray(self.categories_, dtype=np.int64)
+        in_cat = np.asarray(self.in_category_, dtype=np.float32)
+        overall = np.asarray(self.overall_, dtype=np.float32)
+        width = _shortlist_width(n, exclude, self.n_items_)
+        # per category, its items best first (row k of `by_cat`, padded with -1)
+        order = np.lexsort((np.arange(self.n_items_), -in_cat, cats))
+        starts = np.searchsorted(cats[order], np.arange(self.n_categories_))
+        rank = np.arange(self.n_items_) - starts[cats[order]]
+        keep = rank < width
+        by_cat = np.full((self.n_categories_, width), -1, dtype=np.int64)
+        by_cat[cats[order][keep], rank[keep]] = order[keep]
+        u, k = np.nonzero(aff > 0)
+        items = by_cat[k]  # (pairs, width)
+        u_all = np.repeat(u, width)
+        i_all = items.ravel()
+        top = _order(overall)[:width]
+        m = len(user_ids)
+        u_all = np.r_[u_all, np.repeat(np.arange(m), len(top))]
+        i_all = np.r_[i_all, np.tile(top, m)]
+        ok = i_all >= 0
+        key = np.unique(u_all[ok].astype(np.int64) * self.n_items_ + i_all[ok])
+        uu, ii = key // self.n_items_, key % self.n_items_
+        score = aff[uu, cats[ii]] * in_cat[ii] + self.eps * overall[ii]
+        return sparse.csr_matrix((score.astype(np.float32), (uu, ii)), shape=(m, self.n_items_))
+
+
+def _shortlist_width(n: int | None, exclude: sparse.csr_matrix | None, n_items: int) -> int:
+    """Items per list that surely hold the top-``n`` after removing the excluded ones."""
+    if n is None:
+        return n_items
+    most_excluded = int(exclude.getnnz(axis=1).max()) if exclude is not None and exclude.nnz else 0
+    return min(n_items, n + most_excluded)
+
+
+def _order(score: np.ndarray) -> np.ndarray:
+    """Item positions by descending score, ties by the lower position (as ``top_n``)."""
+    return np.lexsort((np.arange(len(score)), -score))

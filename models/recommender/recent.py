@@ -20,6 +20,7 @@ class RecentlyViewedRecommender(Recommender):
     """
 
     kind = "recently_viewed"
+    _sparse_scores = True
 
     def __init__(self) -> None:
         pass
@@ -29,9 +30,20 @@ class RecentlyViewedRecommender(Recommender):
         self.n_items_ = int(check_fit_input(user_items).shape[1])
         return self
 
-    def _score_block(self, user_ids: np.ndarray, rows: sparse.csr_matrix) -> np.ndarray:
-        out = np.full(rows.shape, -np.inf, dtype=np.float32)
-        coo = rows.tocoo()
-        keep = coo.data > 0
-        out[coo.row[keep], coo.col[keep]] = coo.data[keep]
-        return out
+    def _score_sparse(
+        self,
+        user_ids: np.ndarray,
+        rows: sparse.csr_matrix,
+        n: int | None = None,
+        exclude: sparse.csr_matrix | None = None,
+    ) -> sparse.csr_matrix:
+        return _positive(rows)
+
+
+def _positive(m: sparse.csr_matrix) -> sparse.csr_matrix:
+    """The strictly positive stored entries of ``m`` as float32."""
+    coo = sparse.csr_matrix(m).tocoo()
+    keep = coo.data > 0
+    return sparse.csr_matrix(
+        (coo.data[keep].astype(np.float32), (coo.row[keep], coo.col[keep])), shape=m.shape
+    )
