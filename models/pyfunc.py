@@ -1,7 +1,8 @@
 """MLflow pyfunc wrapper: a saved :class:`models.base.Scorer` served as a pyfunc model.
 
-The loaded model takes a pandas DataFrame of customer features (the snapshot's customer
-columns; extra columns such as ``customer_id`` are ignored) and returns the calibrated
+The loaded model takes a pandas DataFrame of customer features
+(:func:`models.inputs.model_inputs` of a snapshot; extra columns such as ``customer_id``
+are ignored) and returns the calibrated
 probability per row as a float64 numpy array.
 """
 

@@ -31,18 +31,24 @@ class BacktestConfig:
         Cap on stacked training rows (a seeded sample is taken above it).
     min_history_days : int
         Earliest training cutoff is at least this many days after the first event.
+    num_threads : int
+        Threads of model fitting (fixed, so results do not depend on the machine; on a
+        busy machine 1 beats 2 because OpenMP threads wait on each other).
     """
 
     n_train: int = 4
     step_days: int = 28
     max_train_rows: int = 600_000
     min_history_days: int = 28
+    num_threads: int = 2
 
     def __post_init__(self) -> None:
         if self.n_train < 1:
             raise ValueError(f"n_train must be >= 1, got {self.n_train}")
         if self.step_days < 1:
             raise ValueError(f"step_days must be >= 1, got {self.step_days}")
+        if self.num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
         if self.max_train_rows < 100:
             raise ValueError(f"max_train_rows must be >= 100, got {self.max_train_rows}")
 

@@ -27,6 +27,7 @@ from features import contract as c
 from klantbeeld.errors import NotTrainedError
 from klantbeeld.settings import Settings, get_settings
 from models.base import TOP_DOWN, TOP_UP
+from models.inputs import model_inputs
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ def load_champions(models: Sequence[str]) -> dict[str, tuple[int, Any]]:
 def score_frame(
     customer: pd.DataFrame, champions: dict[str, tuple[int, Any]], k: int = EXPLAIN_K
 ) -> pa.Table:
-    """Score a snapshot's customer table with each champion; return the output table."""
+    """Score model inputs (:func:`models.inputs.model_inputs`) with each champion; return
+    the output table."""
     ids = customer[c.CUSTOMER_ID].astype(str).to_numpy()
     columns: dict[str, pa.Array] = {c.CUSTOMER_ID: pa.array(ids, pa.string())}
     for m, (version, scorer) in champions.items():
@@ -130,7 +132,7 @@ def score_customers(
     data = Path(data) if data is not None else settings.resolved_data_dir
     shop = open_shop(data, lenient=settings.lenient, threads=settings.threads)
     snap = build_snapshot(shop, as_of)
-    table = score_frame(snap.customer, champions)
+    table = score_frame(model_inputs(snap), champions)
     table = table.append_column(
         "as_of", pa.array(np.full(table.num_rows, np.datetime64(as_of, "us")), pa.timestamp("us"))
     )

@@ -116,7 +116,15 @@ def evaluate_split(
     metrics: dict[str, float] = {}
     chosen = CandidateRanker("blend")
     try:
-        lr = val.fit_ranker(fit_users, truth_val, CandidateRanker("lambdarank", random_state=seed))
+        lr = val.fit_ranker(
+            fit_users,
+            truth_val,
+            CandidateRanker(
+                "lambdarank",
+                n_estimators=settings.recommender_ranker_estimators,
+                random_state=seed,
+            ),
+        )
     except ValueError as err:  # no positive candidate at all
         log.warning("LambdaRank not trained: %s", err)
         lr = None
@@ -175,6 +183,11 @@ def _recall(nbo: NextBestOffers, users, truth, ranker) -> float:
     return recall_at_k(nbo.recommend_positions(users, 10, ranker=ranker), truth[users], 10)
 
 
+def model_dir(settings) -> Path:
+    """Folder of the last trained :class:`NextBestOffers`: ``<home>/models/recommender``."""
+    return Path(settings.home) / "models" / MODEL
+
+
 def train_recommender(
     settings,
     data: Path | None = None,
@@ -197,7 +210,11 @@ def train_recommender(
         challenger and promote it to champion when it beats the champion's
         ``test_recall_at_10`` on the same test period.
     out : Path, optional
-        Also save the fitted :class:`NextBestOffers` here.
+        Folder to save the served :class:`NextBestOffers` in; default :func:`model_dir`.
+        The saved (and logged) object is the evaluated one (sources fitted before T,
+        ranker chosen on validation) with its customer histories refreshed to the end
+        of the data (:meth:`NextBestOffers.refresh`), so recently viewed items and
+        purchase ages are current when it serves.
 
     Returns
     -------
@@ -215,8 +232,9 @@ def train_recommender(
     metrics, nbo, kind = evaluate_split(events, ids, items, t, settings)
     log.info("recommender test recall@10 %.4f (%s)", metrics["test_recall_at_10"], kind)
     result = RecommenderResult(metrics, kind, t, int(metrics["n_test_users"]))
-    if out is not None:
-        result.model_dir = nbo.save(out)
+    end = pd.Timestamp(last).normalize() + pd.Timedelta(days=1)  # midnight after the last event
+    nbo = nbo.refresh(events, end.to_pydatetime())
+    result.model_dir = nbo.save(out if out is not None else model_dir(settings))
     if log_to_mlflow:
         _log(settings, result, nbo, data or settings.resolved_data_dir)
     return result

@@ -41,6 +41,7 @@ from models.base import Scorer
 from models.baselines import LogisticBaseline, RFMBaseline
 from models.churn import ChurnModel
 from models.conversion_intent import ConversionIntentModel
+from models.inputs import model_inputs, replenishment_manifest
 from models.lgbm import GradientBoostedScorer
 from training import metrics as M
 from training.backtest import BacktestConfig, BacktestPlan, plan_backtest
@@ -68,7 +69,7 @@ class BinaryTask:
     name : str
         Model family, e.g. ``"churn"``; the experiment is ``klantbeeld-<name>``.
     make_scorer : callable
-        ``seed -> GradientBoostedScorer`` (unfitted).
+        ``(seed, num_threads) -> GradientBoostedScorer`` (unfitted).
     labels : callable
         ``(shop, as_of, settings) -> DataFrame[customer_id, label]`` for the population.
     horizon_days : callable
@@ -81,7 +82,7 @@ class BinaryTask:
     """
 
     name: str
-    make_scorer: Callable[[int], GradientBoostedScorer]
+    make_scorer: Callable[[int, int], GradientBoostedScorer]
     labels: Callable[[Any, datetime, Settings], pd.DataFrame]
     horizon_days: Callable[[Settings], int]
     oracle: Callable[[Path, datetime, Settings], pd.DataFrame] | None
@@ -116,7 +117,7 @@ def _churn_oracle(shop_dir: Path, as_of: datetime, s: Settings) -> pd.DataFrame:
 
 CONVERSION_INTENT = BinaryTask(
     name="conversion_intent",
-    make_scorer=lambda seed: ConversionIntentModel(random_state=seed),
+    make_scorer=lambda seed, threads: ConversionIntentModel(random_state=seed, num_threads=threads),
     labels=_conversion_labels,
     horizon_days=lambda s: s.conversion_horizon_days,
     oracle=_conversion_oracle,
@@ -124,7 +125,7 @@ CONVERSION_INTENT = BinaryTask(
 )
 CHURN = BinaryTask(
     name="churn",
-    make_scorer=lambda seed: ChurnModel(random_state=seed),
+    make_scorer=lambda seed, threads: ChurnModel(random_state=seed, num_threads=threads),
     labels=_churn_labels,
     horizon_days=lambda s: s.churn_horizon_days,
     oracle=_churn_oracle,
@@ -189,7 +190,7 @@ def _frame_at(
         if cache is not None:
             cache[as_of] = snap
     labels = task.labels(shop, as_of, settings)[[c.CUSTOMER_ID, LABEL]]
-    df = snap.customer.merge(labels, on=c.CUSTOMER_ID, how="inner", validate="one_to_one")
+    df = model_inputs(snap).merge(labels, on=c.CUSTOMER_ID, how="inner", validate="one_to_one")
     if len(df) < len(labels):
         log.warning(
             "%s at %s: %d labelled customers have no snapshot row",
@@ -197,7 +198,7 @@ def _frame_at(
             as_of.date(),
             len(labels) - len(df),
         )
-    return df, list(snap.manifest)
+    return df, [*snap.manifest, *replenishment_manifest()]
 
 
 def assemble(
@@ -240,8 +241,16 @@ def assemble(
 def truncate_shop(shop: Any, as_of: datetime) -> Any:
     """The same shop with every event and send at or after ``as_of`` removed."""
     ts = pd.Timestamp(as_of).to_pydatetime()
-    ev = shop.events.filter(shop.events[c.TS] < ts)
-    sends = shop.sends.filter(shop.sends[c.TS] < ts) if shop.sends is not None else None
+    tag = f"{ts:%Y%m%d%H%M%S}"
+    # named views (not bare filter expressions), so the result is a shop like any other
+    ev = shop.con.create_view(
+        f"_kb_events_before_{tag}", shop.events.filter(shop.events[c.TS] < ts), overwrite=True
+    )
+    sends = None
+    if shop.sends is not None:
+        sends = shop.con.create_view(
+            f"_kb_sends_before_{tag}", shop.sends.filter(shop.sends[c.TS] < ts), overwrite=True
+        )
     return dataclasses.replace(shop, events=ev, sends=sends)
 
 
@@ -252,7 +261,8 @@ def check_point_in_time(
     reference: Any | None = None,
 ) -> None:
     """Raise :class:`PointInTimeError` if removing events at/after ``as_of`` changes the
-    customer snapshot at ``as_of``; the message names the columns that changed.
+    model inputs (:func:`models.inputs.model_inputs`) at ``as_of``; the message names the
+    columns that changed.
 
     Parameters
     ----------
@@ -261,7 +271,7 @@ def check_point_in_time(
     """
     full = reference if reference is not None else snapshot_fn(shop, as_of)
     cut = snapshot_fn(truncate_shop(shop, as_of), as_of)
-    a, b = full.customer, cut.customer
+    a, b = model_inputs(full), model_inputs(cut)
     if list(a.columns) != list(b.columns) or len(a) != len(b):
         raise PointInTimeError(
             f"snapshot at {as_of:%Y-%m-%d} changes shape when later events are removed"
@@ -324,13 +334,15 @@ def fit_evaluate(
     frames: BacktestFrames,
     task: BinaryTask,
     seed: int,
-    max_train_rows: int = BacktestConfig().max_train_rows,
+    config: BacktestConfig | None = None,
     oracle: pd.DataFrame | None = None,
 ) -> Evaluation:
     """Fit the scorer and baselines on ``frames`` and measure them on the test period.
 
     Parameters
     ----------
+    config : BacktestConfig, optional
+        Training-row cap and fitting threads.
     oracle : pandas.DataFrame, optional
         ``customer_id, p``: true probabilities for the test customers (demo shop).
 
@@ -340,13 +352,14 @@ def fit_evaluate(
         Metrics use the fixed names ``test_*``, ``valid_*``, ``baseline_rfm_*``,
         ``baseline_logreg_*`` and ``oracle_*``.
     """
-    train = sample_rows(frames.train, max_train_rows, seed)
+    config = config or BacktestConfig()
+    train = sample_rows(frames.train, config.max_train_rows, seed)
     X_tr, y_tr = train[frames.features], train[LABEL].to_numpy(dtype=np.int8)
     X_va, y_va = frames.xy("valid")
     X_te, y_te = frames.xy("test")
 
     t0 = time.perf_counter()
-    scorer = task.make_scorer(seed).fit(X_tr, y_tr, X_va, y_va)
+    scorer = task.make_scorer(seed, config.num_threads).fit(X_tr, y_tr, X_va, y_va)
     fit_seconds = time.perf_counter() - t0
     p_test = scorer.predict_proba(X_te)
     p_valid = scorer.predict_proba(X_va)
@@ -536,7 +549,7 @@ def run_scoring_job(
     truth = data / "truth"
     if task.oracle is not None and truth.is_dir():
         oracle = task.oracle(data, plan.test, settings)
-    ev = fit_evaluate(frames, task, settings.seed, config.max_train_rows, oracle)
+    ev = fit_evaluate(frames, task, settings.seed, config, oracle)
     ev.metrics["snapshot_seconds"] = frames.snapshot_seconds
 
     tags = {registry.TEST_PERIOD_TAG: plan.test_period, "model": task.name}
@@ -550,6 +563,7 @@ def run_scoring_job(
             "n_features": len(frames.features),
             "step_days": config.step_days,
             "max_train_rows": config.max_train_rows,
+            "num_threads": config.num_threads,
             "calibration_method": ev.scorer.calibrator_.method,
             "scorer": type(ev.scorer).__name__,
             "n_estimators_max": ev.scorer.n_estimators,
