@@ -266,6 +266,67 @@ def export_recommendations(
     return summary
 
 
+def run_recommend(
+    settings: Settings,
+    placement: str,
+    customers: Path | Literal["all"],
+    out: Path,
+    fmt: Format = "ndjson",
+    *,
+    model_path: Path | None = None,
+    record_sends: bool = False,
+    include_not_eligible: bool = False,
+    show_progress: bool = True,
+) -> ExportSummary:
+    """``klantbeeld recommend``: load the served recommender and export a placement.
+
+    Loads the model with :func:`serving.next_best_offer.load_next_best_offers` (the
+    registered champion, else the last trained model, else ``NotTrainedError``), builds
+    the rule context from the shop at ``settings.resolved_data_dir`` (as of its last
+    event) and calls :func:`export_recommendations`.
+
+    Parameters
+    ----------
+    settings : Settings
+    placement : str
+        Placement name.
+    customers : Path or "all"
+        File of recipient ids, or every customer of the shop.
+    out : Path
+        Output file (replaced atomically).
+    fmt : {"ndjson", "csv"}
+    model_path : Path, optional
+        A saved :class:`NextBestOffers` folder instead of the registered/last one.
+    record_sends, include_not_eligible, show_progress : bool
+        See :func:`export_recommendations`.
+
+    Returns
+    -------
+    ExportSummary
+
+    Raises
+    ------
+    NotTrainedError
+        No trained recommender.
+    ConfigError
+        Unknown placement or format, missing customers file.
+    """
+    from serving.next_best_offer import load_next_best_offers
+
+    model = load_next_best_offers(settings, path=model_path)
+    return export_recommendations(
+        settings,
+        placement,
+        customers,
+        out,
+        fmt,
+        model=model,
+        record_sends=record_sends,
+        include_not_eligible=include_not_eligible,
+        show_progress=show_progress,
+    )
+
+
 class _NdjsonWriter:
     """NDJSON lines rendered by DuckDB's ``to_json`` (vectorised, correct escaping)."""
 
@@ -433,4 +494,4 @@ def _none_list(values: pd.Series) -> list[Any]:
     return [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
 
 
-__all__ = ["ExportSummary", "export_recommendations", "read_customer_ids"]
+__all__ = ["ExportSummary", "export_recommendations", "read_customer_ids", "run_recommend"]

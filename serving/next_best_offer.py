@@ -12,15 +12,21 @@ explicit not-eligible result (when it does: no consent is on record for them).
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from features import contract as c
+from klantbeeld.errors import NotTrainedError
+from klantbeeld.settings import Settings
 from serving.context import RecContext
 from serving.placements import Placement, PlacementConfig, load_placements
 from serving.rules import (
@@ -37,7 +43,14 @@ from serving.rules import (
 )
 from serving.state import StateStore
 
+if TYPE_CHECKING:
+    from models.recommender.next_best import NextBestOffers
+
 log = logging.getLogger(__name__)
+
+#: Registered model name of the recommender (``training.registry.registered_model_name``).
+RECOMMENDER_MODEL = "recommender"
+_NBO_ARTIFACT = "nbo"
 
 #: Online state is queried per customer up to this many recipients; above, in one scan.
 _STATE_PER_CUSTOMER_MAX = 5_000
@@ -116,6 +129,100 @@ class RecipientResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready)."""
         return asdict(self)
+
+
+def load_next_best_offers(
+    settings: Settings, *, path: str | Path | None = None, alias: str | None = "champion"
+) -> NextBestOffers:
+    """Load the recommender that serving should use.
+
+    Order: ``path`` when given; else the registered ``klantbeeld-recommender@<alias>``
+    (its ``nbo`` artifact, downloaded once to ``<home>/cache/recommender-v<version>``);
+    else the last trained model in ``<home>/models/recommender`` (written by
+    :func:`training.recommender_job.train_recommender` even when MLflow logging is off).
+    A local MLflow store that does not exist yet is not created.
+
+    Parameters
+    ----------
+    settings : Settings
+        Home folder and MLflow store.
+    path : str or Path, optional
+        A :meth:`NextBestOffers.save` folder to load instead.
+    alias : str or None, default "champion"
+        Registry alias to look for; None skips the registry.
+
+    Returns
+    -------
+    NextBestOffers
+        Dense arrays memory-mapped.
+
+    Raises
+    ------
+    NotTrainedError
+        Nothing trained: no registered version with the alias and no local model.
+    """
+    from models.recommender.next_best import NextBestOffers
+    from training.recommender_job import model_dir
+
+    if path is not None:
+        p = Path(path)
+        if not (p / "params.json").is_file():
+            raise NotTrainedError(f"path {p} holds no saved recommender (no params.json)")
+        return NextBestOffers.load(p)
+    if alias is not None:
+        folder = _registered_folder(settings, alias)
+        if folder is not None:
+            return NextBestOffers.load(folder)
+    local = model_dir(settings)
+    if (local / "params.json").is_file():
+        log.info("loading the last trained recommender from %s", local)
+        return NextBestOffers.load(local)
+    where = f"no klantbeeld-{RECOMMENDER_MODEL}@{alias} in the MLflow store and " if alias else ""
+    raise NotTrainedError(
+        f"no trained recommender: {where}no model in {local}; "
+        "run `klantbeeld train recommender` first"
+    )
+
+
+def _registered_folder(settings: Settings, alias: str) -> Path | None:
+    """Local copy of the registered version's ``nbo`` artifact, or None when there is none."""
+    from training.registry import registered_model_name
+    from training.tracking import configure_mlflow, is_local_store, tracking_uri
+
+    uri = tracking_uri(settings)
+    if is_local_store(uri) and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    configure_mlflow(settings)
+    name = registered_model_name(RECOMMENDER_MODEL)
+    try:
+        mv = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    cache = Path(settings.home) / "cache" / f"{RECOMMENDER_MODEL}-v{mv.version}"
+    if not (cache / "params.json").is_file():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.", dir=cache.parent))
+        try:
+            got = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(tmp)
+                )
+            )
+            found = sorted(got.rglob(f"{_NBO_ARTIFACT}/params.json"))
+            if not found:
+                raise NotTrainedError(
+                    f"{name} version {mv.version} has no {_NBO_ARTIFACT} artifact"
+                )
+            if cache.exists():
+                shutil.rmtree(cache)
+            os.replace(found[0].parent, cache)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("loading %s@%s (version %s) from %s", name, alias, mv.version, cache)
+    return cache
 
 
 def resolve_placement(
@@ -296,6 +403,7 @@ def _item(row: dict[Any, Any]) -> RecommendedItem:
 
 __all__ = [
     "CandidateModel",
+    "load_next_best_offers",
     "RecipientResult",
     "RecommendedItem",
     "recommend_for",

@@ -26,7 +26,12 @@ def shop(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def result(shop, tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    settings = Settings(home=home, recommender_als_factors=8, recommender_als_iterations=5)
+    settings = Settings(
+        home=home,
+        recommender_als_factors=8,
+        recommender_als_iterations=5,
+        recommender_ranker_estimators=30,
+    )
     return train_recommender(settings, shop, log_to_mlflow=False, out=home / "nbo"), settings
 
 

@@ -161,6 +161,18 @@ class TestALS(RecommenderContract, CheckerboardAnswer):
         with pytest.raises(ValueError, match="scaling must be"):
             ALSRecommender(scaling="sqrt").fit(x)
 
+    def test_fold_in_works_on_memory_mapped_factors(self, tmp_path):
+        model, x = self.fitted()
+        model.save(tmp_path / "m")
+        back = Recommender.load(tmp_path / "m", mmap=True)
+        new = sparse.csr_matrix(
+            (np.ones(3, dtype=np.float32), ([0, 0, 0], [1, 3, 5])), shape=(1, N_ITEMS)
+        )
+        hist = sparse.vstack([x, new]).tocsr()
+        want = model.recommend(np.array([N_USERS]), hist, n=4)
+        got = back.recommend(np.array([N_USERS]), hist, n=4)
+        np.testing.assert_array_equal(got[0], want[0])
+
 
 class TestItemKNN(RecommenderContract, CheckerboardAnswer):
     def make(self, seed=0):
@@ -289,7 +301,9 @@ def test_sparse_shortlist_equals_dense_scoring(make):
     rng = np.random.default_rng(5)
     x = sparse.random(60, 300, density=0.05, format="csr", random_state=rng, dtype=np.float32)
     x.data = np.ceil(x.data * 4).astype(np.float32)
-    x[3] = 0  # a user without history
+    keep = np.ones((60, 1), dtype=np.float32)
+    keep[3] = 0.0  # a user without history
+    x = sparse.csr_matrix(x.multiply(keep))
     x.eliminate_zeros()
     model = make().fit(x)
     users = np.arange(60)

@@ -140,8 +140,10 @@ class ALSRecommender(Recommender):
         """Solve user factors for ``rows`` against the fixed item factors (``recalculate_user``)."""
         if getattr(self, "_implicit", None) is None:
             model = self._model()
-            model.user_factors = np.asarray(self.user_factors_[:1])
-            model.item_factors = np.asarray(self.item_factors_)
+            # implicit's solver needs writable buffers; loaded factors may be memory-mapped
+            # read-only, so it gets a private copy of the item factors (n_items x factors)
+            model.user_factors = np.array(self.user_factors_[:1], dtype=np.float32)
+            model.item_factors = np.array(self.item_factors_, dtype=np.float32)
             self._implicit = model
         conf = confidence(rows, self.alpha, self.scaling, self.eps)
         with threadpool_limits(1, "blas"):

@@ -8,6 +8,7 @@ rules (consent, recently sent, durables, max per category) are applied by ``serv
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -229,6 +230,40 @@ class NextBestOffers:
         self.price_ = price.to_numpy(dtype=np.float32, na_value=np.nan)
         rep = meta[c.REPURCHASABLE] if c.REPURCHASABLE in meta else pd.Series(True, index=ids.items)
         self.repurchasable_ = rep.fillna(False).to_numpy(dtype=bool).reshape(n)
+
+    def refresh(self, events: pd.DataFrame, as_of: datetime) -> NextBestOffers:
+        """A copy that reads customer histories from ``events`` before ``as_of``.
+
+        The fitted sources and the ranker are kept; only the matrices read at recommend
+        time (interactions, recency, purchase age) are rebuilt, so recently viewed, buy
+        again, item-kNN and popular-in-segment see the newest events, and customers new
+        since the fit are appended (ALS folds them in). Use it to serve a model trained
+        on an earlier period (e.g. the evaluated one) with today's histories.
+
+        Parameters
+        ----------
+        events : pd.DataFrame
+            ``customer_id, item_id, event_type, ts``.
+        as_of : datetime
+            Naive UTC instant the recency and purchase ages are counted from.
+
+        Returns
+        -------
+        NextBestOffers
+        """
+        past = events[events[c.TS] < pd.Timestamp(as_of)]
+        known = self.ids_.users
+        seen = pd.Index(pd.unique(past[c.CUSTOMER_ID].astype(str).to_numpy()))
+        new_users = seen.difference(known)
+        out = copy.copy(self)
+        out.ids_ = IdMap(known.append(new_users), self.ids_.items)
+        pad = IdMap(out.ids_.users.append(pd.Index(["\x00unknown"])), self.ids_.items)
+        out.as_of_ = pd.Timestamp(as_of).isoformat()
+        out.history_ = interaction_matrix(past, pad, self.event_weights)
+        out.recency_ = recency_matrix(past, pad, as_of, self.recent_half_life_days)
+        out.purchase_age_ = purchase_age_matrix(past, pad, as_of)
+        log.info("histories refreshed to %s: %d new customers", out.as_of_, len(new_users))
+        return out
 
     # -- candidates and features ------------------------------------------------------------
     def _inputs(self) -> dict[str, tuple[Recommender, sparse.csr_matrix]]:
