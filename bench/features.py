@@ -330,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the snapshot here")
     parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument(
+        "--pandas-max-events",
+        type=int,
+        default=30_000_000,
+        help="skip the pandas reference above this many events (it needs ~0.5 GB per 1M)",
+    )
     args = parser.parse_args(argv)
 
     data = args.data or ROOT / "var" / "bench" / f"shop-{args.generator}-{args.customers}"
@@ -370,6 +376,13 @@ def main(argv: list[str] | None = None) -> int:
         line("write_snapshot", t_write, c_write)
     e2e, c_e2e = t_open + t_build + t_write, c_open + c_build + c_write
     line("end to end", e2e, c_e2e)
+    if not args.skip_pandas and n_events > args.pandas_max_events:
+        print(
+            f"pandas reference SKIPPED: {n_events:,} events > --pandas-max-events "
+            f"{args.pandas_max_events:,} (it would need ~{n_events / 2e6:.0f} GB); "
+            "rerun with fewer --customers or --generator quick for the comparison"
+        )
+        return 0
     if args.skip_pandas:
         return 0
 
