@@ -9,6 +9,7 @@ probability per row as a float64 numpy array.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,9 @@ def log_scorer(
     from mlflow.models import infer_signature
 
     example = input_example[scorer.feature_names_].reset_index(drop=True)
-    signature = infer_signature(example, scorer.predict_proba(example))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # integer-column hint: counts are ints
+        signature = infer_signature(example, scorer.predict_proba(example))
     pip = [
         f"mlflow=={mlflow.__version__}",
         f"lightgbm=={lightgbm.__version__}",

@@ -25,6 +25,7 @@ import json
 import logging
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -440,9 +441,13 @@ def _dataset(frames: BacktestFrames, split: str, data: Path, task: BinaryTask) -
     for col in sample.columns:
         if isinstance(sample[col].dtype, pd.CategoricalDtype):
             sample[col] = sample[col].astype(object)
-    schema = infer_signature(sample).inputs
     name = f"{task.name}-{split}-{'_'.join(desc['cutoffs'])}-{len(df)}rows"
-    return MetaDataset(resolve_dataset_source(str(Path(data).resolve())), name, digest, schema)
+    with warnings.catch_warnings():
+        # integer-column hint and "source can be interpreted in multiple ways": both benign
+        warnings.simplefilter("ignore", UserWarning)
+        schema = infer_signature(sample).inputs
+        source = resolve_dataset_source(str(Path(data).resolve()))
+    return MetaDataset(source, name, digest, schema)
 
 
 def _plots(ev: Evaluation, frames: BacktestFrames, task: BinaryTask, out: Path) -> list[Path]:
