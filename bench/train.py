@@ -25,6 +25,11 @@ from pathlib import Path
 # OpenMP threads that spin while waiting slow LightGBM badly on a shared 2-core machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+if __name__ == "__main__" and not sys.flags.safe_path:
+    # bench/features.py would shadow the `features` package: rerun without the script's
+    # folder on sys.path (python -P).
+    os.execv(sys.executable, [sys.executable, "-P", *sys.argv])
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

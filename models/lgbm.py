@@ -154,7 +154,7 @@ class GradientBoostedScorer(Scorer):
             model_str=booster.model_to_string(num_iteration=self.best_iteration_)
         )
         self.feature_names_ = names
-        raw_valid = self.booster_.predict(Xv, raw_score=True)
+        raw_valid = np.asarray(self.booster_.predict(Xv, raw_score=True), dtype=np.float64)
         choice = choose_calibrator(raw_valid, yv_arr, random_state=int(self.random_state))
         self.calibrator_ = choice.calibrator
         self.calibration_brier_ = choice.brier
@@ -190,7 +190,7 @@ class GradientBoostedScorer(Scorer):
 
     def explain(self, X: pd.DataFrame, k: int = 3) -> pd.DataFrame:
         """Top-``k`` features pushing each score up and down (see :class:`models.base.Scorer`)."""
-        contrib = self.booster_.predict(self.frame(X), pred_contrib=True)[:, :-1]
+        contrib = np.asarray(self.booster_.predict(self.frame(X), pred_contrib=True))[:, :-1]
         ups, downs = top_k_names(contrib, self.feature_names_, k)
         return pd.DataFrame({TOP_UP: ups, TOP_DOWN: downs}, index=X.index)
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlflow
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PyFuncModel, PythonModel
 
 from models.base import Scorer
 
@@ -31,23 +33,21 @@ def _scorer_class(name: str) -> type[Scorer]:
     from models.conversion_intent import ConversionIntentModel
     from models.lgbm import GradientBoostedScorer
 
-    known = {
-        c.__name__: c
-        for c in (
-            ConversionIntentModel,
-            ChurnModel,
-            GradientBoostedScorer,
-            RFMBaseline,
-            LogisticBaseline,
-            *SCORER_CLASSES.values(),
-        )
-    }
+    classes: tuple[type[Scorer], ...] = (
+        ConversionIntentModel,
+        ChurnModel,
+        GradientBoostedScorer,
+        RFMBaseline,
+        LogisticBaseline,
+        *SCORER_CLASSES.values(),
+    )
+    known = {cls.__name__: cls for cls in classes}
     if name not in known:
         raise ValueError(f"scorer class must be one of {sorted(known)}, got {name!r}")
     return known[name]
 
 
-class ScorerPyfunc(mlflow.pyfunc.PythonModel):
+class ScorerPyfunc(PythonModel):
     """pyfunc model around a scorer saved with :meth:`models.base.Scorer.save`.
 
     Parameters
@@ -70,9 +70,10 @@ class ScorerPyfunc(mlflow.pyfunc.PythonModel):
         """Calibrated probability per row of ``model_input`` (float64)."""
         if self.scorer is None:
             self.load_context(context)
+        scorer = cast(Scorer, self.scorer)
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
-        return self.scorer.predict_proba(model_input)
+        return scorer.predict_proba(model_input)
 
 
 def log_scorer(
@@ -128,7 +129,7 @@ def log_scorer(
         )
 
 
-def unwrap_scorer(model: mlflow.pyfunc.PyFuncModel) -> Scorer:
+def unwrap_scorer(model: PyFuncModel) -> Scorer:
     """Return the :class:`Scorer` inside a loaded pyfunc model (for explanations)."""
     inner = model.unwrap_python_model()
     if not isinstance(inner, ScorerPyfunc) or inner.scorer is None:

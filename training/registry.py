@@ -189,14 +189,14 @@ def promote_if_better(
 
     client = mlflow.MlflowClient()
     name = registered_model_name(model)
-    chal_run = client.get_run(client.get_model_version(name, str(version)).run_id)
+    chal_run = client.get_run(str(client.get_model_version(name, str(version)).run_id))
     chal_value = chal_run.data.metrics.get(metric)
     champ = champion_version(model)
 
     champ_value: float | None = None
     comparable = False
     if champ is not None and champ != version:
-        champ_run = client.get_run(client.get_model_version(name, str(champ)).run_id)
+        champ_run = client.get_run(str(client.get_model_version(name, str(champ)).run_id))
         same_period = chal_run.data.tags.get(
             TEST_PERIOD_TAG
         ) is not None and chal_run.data.tags.get(TEST_PERIOD_TAG) == champ_run.data.tags.get(

@@ -383,10 +383,10 @@ def fit_evaluate(
         "rfm": RFMBaseline().fit(X_tr, y_tr),
         "logreg": LogisticBaseline().fit(X_tr, y_tr),
     }
-    for name, b in baselines.items():
-        p = b.predict_proba(X_te)
-        scores[f"baseline {name}"] = p
-        metrics.update(M.binary_report(y_te, p).as_metrics(f"baseline_{name}"))
+    for name, base in baselines.items():
+        p_base = base.predict_proba(X_te)
+        scores[f"baseline {name}"] = p_base
+        metrics.update(M.binary_report(y_te, p_base).as_metrics(f"baseline_{name}"))
 
     oracle_rows = None
     if oracle is not None:
@@ -427,10 +427,11 @@ def _dataset(frames: BacktestFrames, split: str, data: Path, task: BinaryTask) -
 
     df = getattr(frames, split)
     cutoffs = frames.plan.train if split == "train" else (getattr(frames.plan, split),)
-    desc = {
+    cutoff_days = [t.date().isoformat() for t in cutoffs]
+    desc: dict[str, Any] = {
         "data": str(Path(data).resolve()),
         "split": split,
-        "cutoffs": [t.date().isoformat() for t in cutoffs],
+        "cutoffs": cutoff_days,
         "horizon_days": frames.plan.horizon_days,
         "rows": len(df),
         "positive_rate": float(df[LABEL].mean()),
@@ -441,13 +442,13 @@ def _dataset(frames: BacktestFrames, split: str, data: Path, task: BinaryTask) -
     for col in sample.columns:
         if isinstance(sample[col].dtype, pd.CategoricalDtype):
             sample[col] = sample[col].astype(object)
-    name = f"{task.name}-{split}-{'_'.join(desc['cutoffs'])}-{len(df)}rows"
+    name = f"{task.name}-{split}-{'_'.join(cutoff_days)}-{len(df)}rows"
     with warnings.catch_warnings():
         # integer-column hint and "source can be interpreted in multiple ways": both benign
         warnings.simplefilter("ignore", UserWarning)
         schema = infer_signature(sample).inputs
         source = resolve_dataset_source(str(Path(data).resolve()))
-    return MetaDataset(source, name, digest, schema)
+    return MetaDataset(source, name, digest, schema)  # type: ignore[abstract]
 
 
 def _plots(ev: Evaluation, frames: BacktestFrames, task: BinaryTask, out: Path) -> list[Path]:
@@ -479,7 +480,7 @@ def _compare_with_champion(task: BinaryTask, frames: BacktestFrames, test_period
         return
     client = mlflow.MlflowClient()
     name = registry.registered_model_name(task.name)
-    champ_run = client.get_run(client.get_model_version(name, str(champ)).run_id)
+    champ_run = client.get_run(str(client.get_model_version(name, str(champ)).run_id))
     if champ_run.data.tags.get(registry.TEST_PERIOD_TAG) == test_period:
         return
     X_te, y_te = frames.xy("test")
