@@ -87,6 +87,18 @@ class Settings(BaseSettings):
         "default home/state.sqlite.",
     )
 
+    # API (serving/api).
+    phone_country_code: str = Field(
+        "31",
+        pattern=r"^[1-9][0-9]{0,2}$",
+        description="Country calling code for national phone numbers when hashing to E.164.",
+    )
+    metrics_dir: Path | None = Field(
+        None,
+        description="Folder where API worker processes share their latency histograms; "
+        "`klantbeeld serve` sets one per run (unset: per process).",
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         if self.data_dir is not None and str(self.data_dir).strip() == "":

@@ -1,0 +1,101 @@
+"""Reusable dependencies as ``Annotated`` aliases; tests swap them with
+``app.dependency_overrides[get_x] = ...``.
+
+All are ``async def`` (no blocking work), so FastAPI calls them on the event loop instead
+of a worker thread.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from klantbeeld.errors import NotTrainedError
+from klantbeeld.settings import Settings
+from serving.api.artifacts import (
+    AUDIENCE,
+    RECOMMENDER,
+    SCORES,
+    Artifacts,
+    RecommendationService,
+)
+from serving.api.audience import AudienceIndex
+from serving.api.scores import ScoreIndex
+from serving.state import StateStore
+
+
+async def get_artifacts(request: Request) -> Artifacts:
+    """The artifacts loaded at startup (``app.state.artifacts``)."""
+    art = getattr(request.app.state, "artifacts", None)
+    if art is None:
+        raise NotTrainedError("the API has not finished loading its artifacts")
+    return art
+
+
+ArtifactsDep = Annotated[Artifacts, Depends(get_artifacts)]
+
+
+async def get_api_settings(art: ArtifactsDep) -> Settings:
+    """Settings the app was created with."""
+    return art.settings
+
+
+async def get_scores(art: ArtifactsDep) -> ScoreIndex:
+    """Latest batch scores; 503 when there are none."""
+    art.require(SCORES)
+    if art.scores is None:
+        raise NotTrainedError("scores not loaded")
+    return art.scores
+
+
+async def get_recommender(art: ArtifactsDep) -> RecommendationService:
+    """Next-best-offers service; 503 without a trained recommender or shop."""
+    art.require(RECOMMENDER)
+    if art.recommender is None:
+        raise NotTrainedError("recommender not loaded")
+    return art.recommender
+
+
+async def get_state(art: ArtifactsDep) -> StateStore:
+    """Online state store (sends, purchases)."""
+    return art.state
+
+
+async def get_audience(art: ArtifactsDep) -> AudienceIndex:
+    """Consent flags and hashed identifiers aligned with the scores; 503 when missing."""
+    art.require(AUDIENCE)
+    if art.audience is None:
+        raise NotTrainedError("audience index not loaded")
+    return art.audience
+
+
+async def get_now() -> datetime:
+    """The reference instant of a request: the current time, naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+SettingsDep = Annotated[Settings, Depends(get_api_settings)]
+ScoresDep = Annotated[ScoreIndex, Depends(get_scores)]
+RecommenderDep = Annotated[RecommendationService, Depends(get_recommender)]
+StateDep = Annotated[StateStore, Depends(get_state)]
+AudienceDep = Annotated[AudienceIndex, Depends(get_audience)]
+NowDep = Annotated[datetime, Depends(get_now)]
+
+__all__ = [
+    "ArtifactsDep",
+    "AudienceDep",
+    "NowDep",
+    "RecommenderDep",
+    "ScoresDep",
+    "SettingsDep",
+    "StateDep",
+    "get_api_settings",
+    "get_artifacts",
+    "get_audience",
+    "get_now",
+    "get_recommender",
+    "get_scores",
+    "get_state",
+]

@@ -1,0 +1,1 @@
+"""One router per resource; :mod:`serving.api.routes` gathers them."""

@@ -1,0 +1,55 @@
+"""Per-customer resources: batch scores and next-best-offers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from serving.api.deps import NowDep, RecommenderDep, ScoresDep
+from serving.api.errors import NotFoundError
+from serving.api.responses import json_response
+from serving.api.schemas import (
+    MAX_ITEMS,
+    CustomerScores,
+    ModelScore,
+    RecipientRecommendations,
+)
+
+router = APIRouter(prefix="/v1/customers", tags=["customers"])
+
+CustomerIdPath = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+@router.get("/{customer_id}/scores", response_model=CustomerScores)
+async def customer_scores(customer_id: CustomerIdPath, scores: ScoresDep):
+    """Every model's calibrated score, model version and top-3 explanations.
+
+    404 when the customer is not in the latest batch scores.
+    """
+    row = scores.position(customer_id)
+    if row < 0:
+        raise NotFoundError(f"customer {customer_id!r} has no scores (as_of {scores.as_of})")
+    out = {
+        s.model: ModelScore(
+            score=s.score, model_version=s.model_version, top_up=s.top_up, top_down=s.top_down
+        )
+        for s in scores.scores_at(row)
+    }
+    return json_response(CustomerScores(customer_id=customer_id, as_of=scores.as_of, scores=out))
+
+
+@router.get("/{customer_id}/recommendations", response_model=RecipientRecommendations)
+async def customer_recommendations(
+    customer_id: CustomerIdPath,
+    recommender: RecommenderDep,
+    now: NowDep,
+    placement: Annotated[str, Query(min_length=1, max_length=64)] = "newsletter",
+    n: Annotated[int | None, Query(ge=1, le=MAX_ITEMS)] = None,
+):
+    """Next-best-offers of one customer for a placement (business rules and consent
+    applied). A customer who may not receive the placement gets ``eligible: false`` and
+    a reason -- never an error, also for unknown customers. 422 for an unknown placement.
+    """
+    (result,) = recommender.recommend([customer_id], placement, n=n, now=now)
+    return json_response(RecipientRecommendations.model_validate(result))

@@ -1,0 +1,35 @@
+"""``POST /v1/recommendations/batch``: next-best-offers for up to 1,000 recipients."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from serving.api.deps import NowDep, RecommenderDep
+from serving.api.responses import json_response
+from serving.api.schemas import BatchRequest, BatchResponse, RecipientRecommendations
+
+router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
+
+
+@router.post("/batch", response_model=BatchResponse)
+def batch_recommendations(body: BatchRequest, recommender: RecommenderDep, now: NowDep):
+    """One result per distinct recipient, in request order (one vectorised pass).
+
+    Recipients who may not receive the placement (no consent, unknown customer, empty
+    cart) get ``eligible: false`` with the reason. With ``record_sends`` the returned items
+    are stored as sent at once. Runs in the thread pool: it may take tens of ms.
+    """
+    results = recommender.recommend(body.customer_ids, body.placement, n=body.n, now=now)
+    recorded = 0
+    if body.record_sends:
+        recorded = recommender.record_sends(results, body.placement, now)
+    out = [RecipientRecommendations.model_validate(r) for r in results]
+    return json_response(
+        BatchResponse(
+            placement=body.placement,
+            n_recipients=len(out),
+            n_eligible=sum(r.eligible for r in out),
+            n_sends_recorded=recorded,
+            results=out,
+        )
+    )

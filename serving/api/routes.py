@@ -1,0 +1,13 @@
+"""All routers of the API, gathered in one place."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from serving.api.routers import audiences, customers, events, health, metrics, recommendations
+
+api_router = APIRouter()
+for _module in (health, customers, recommendations, events, audiences, metrics):
+    api_router.include_router(_module.router)
+
+__all__ = ["api_router"]

@@ -1,0 +1,170 @@
+"""Request and response models of the API, with bounds (one family per resource)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+#: Recipients per batch call (ARCHITECTURE §7: a batch of 1,000 in <= 250 ms).
+MAX_BATCH = 1_000
+#: Events per ``POST /v1/events`` call.
+MAX_EVENTS = 10_000
+MAX_ITEMS = 100
+
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+PlacementName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- health --------------------------------------------------------------------------------
+class ComponentStatus(_Out):
+    """One loaded artifact: ``ok`` and what it is, or why it is missing."""
+
+    ok: bool
+    detail: str
+
+
+class Health(_Out):
+    """``ok`` when every artifact is loaded, else ``degraded`` (routes needing a missing
+    artifact answer 503)."""
+
+    status: Literal["ok", "degraded"]
+    components: dict[str, ComponentStatus]
+
+
+# -- scores --------------------------------------------------------------------------------
+class ModelScore(_Out):
+    """One model's score of one customer, from the latest batch scoring run."""
+
+    score: float | None = Field(None, ge=0.0, le=1.0, description="Calibrated probability.")
+    model_version: int | None = Field(None, ge=0, description="Registered model version.")
+    top_up: list[str] = Field(
+        default_factory=list, max_length=3, description="Features pushing the score up most."
+    )
+    top_down: list[str] = Field(
+        default_factory=list, max_length=3, description="Features pushing the score down most."
+    )
+
+
+class CustomerScores(_Out):
+    """Every model's score of one customer."""
+
+    customer_id: str
+    as_of: str | None = Field(None, description="Snapshot time T of the batch scores.")
+    scores: dict[str, ModelScore]
+
+
+# -- recommendations -----------------------------------------------------------------------
+class RecommendedItem(_Out):
+    """One item for a recipient, with the content fields a template needs."""
+
+    rank: int = Field(ge=1, description="1 = best.")
+    item_id: str
+    score: float
+    reason: str = Field(
+        description="for_you, bought_before, viewed, similar_to:<item_id>, "
+        "popular_in:<segment>, in_cart"
+    )
+    title: str | None = None
+    url: str | None = None
+    image_url: str | None = None
+    price: float | None = Field(None, ge=0.0, description="EUR.")
+    category: str | None = None
+
+
+class RecipientRecommendations(_Out):
+    """Recommendations for one recipient; ``eligible: false`` with ``reason`` when nothing
+    may be sent (``no_email_consent``, ``unknown_customer``, ``empty_cart``, ``no_items``)."""
+
+    customer_id: str
+    placement: str
+    eligible: bool
+    reason: str | None = None
+    content_block: str | None = None
+    items: list[RecommendedItem] = Field(default_factory=list)
+
+
+class BatchRequest(_In):
+    """Recipients of one placement, for an ESP at send time."""
+
+    placement: PlacementName
+    customer_ids: list[CustomerId] = Field(min_length=1, max_length=MAX_BATCH)
+    n: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ITEMS,
+        description="Items per recipient; default the placement's n_items.",
+    )
+    record_sends: bool = Field(
+        False,
+        description="Record the returned items as sent now (they are then excluded "
+        "from this customer's next recommendations for the placement's exclude_sent_days).",
+    )
+
+
+class BatchResponse(_Out):
+    """One result per distinct recipient, in request order."""
+
+    placement: str
+    n_recipients: int = Field(ge=0)
+    n_eligible: int = Field(ge=0)
+    n_sends_recorded: int = Field(0, ge=0)
+    results: list[RecipientRecommendations]
+
+
+# -- events --------------------------------------------------------------------------------
+class Event(_In):
+    """A purchase or a send that must take effect at once."""
+
+    type: Literal["purchase", "send"]
+    customer_id: CustomerId
+    item_id: ItemId
+    ts: datetime | None = Field(None, description="When (ISO 8601; naive = UTC); default now.")
+    placement: PlacementName | None = Field(None, description="Sends only: the placement.")
+
+    @field_validator("ts")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is not None:
+            v = v.astimezone(UTC).replace(tzinfo=None)
+        return v
+
+
+class EventsRequest(_In):
+    """Up to 10,000 events, stored atomically (all or none)."""
+
+    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
+class EventsResponse(_Out):
+    """Rows stored."""
+
+    purchases: int = Field(ge=0)
+    sends: int = Field(ge=0)
+
+
+__all__ = [
+    "BatchRequest",
+    "BatchResponse",
+    "ComponentStatus",
+    "CustomerScores",
+    "Event",
+    "EventsRequest",
+    "EventsResponse",
+    "Health",
+    "MAX_BATCH",
+    "MAX_EVENTS",
+    "ModelScore",
+    "RecipientRecommendations",
+    "RecommendedItem",
+]
