@@ -29,6 +29,7 @@ from serving.api.audience import AudienceIndex, normalise_email, normalise_phone
 from serving.api.deps import get_audience, get_now, get_recommender, get_scores, get_state
 from serving.api.metrics import BUCKETS, LatencyHistogram
 from serving.api.scores import ScoreIndex
+from serving.api.state_reader import FastStateReader
 from serving.context import RecContext
 from serving.placements import load_placements
 from serving.state import SQLiteStateStore
@@ -120,7 +121,7 @@ def world(tmp_path: Path):
     pq.write_table(SCORES, tmp_path / "scores.parquet")
     scores = ScoreIndex.open(tmp_path / "scores.parquet", tmp_path / "cache")
     context = RecContext.from_events(NOW, CUSTOMERS, ITEMS, EVENTS)
-    state = SQLiteStateStore(tmp_path / "state.sqlite")
+    state = FastStateReader(SQLiteStateStore(tmp_path / "state.sqlite"))
     service = RecommendationService(
         context, FakeModel(CUSTOMERS[c.CUSTOMER_ID]), load_placements(), state
     )
@@ -386,6 +387,33 @@ def test_bad_events_are_422_and_nothing_is_stored(world):
     assert client.post("/v1/events", json=bad).status_code == 422
     assert client.post("/v1/events", json={"events": []}).status_code == 422
     assert len(state.recent_purchases(NOW - timedelta(days=365))) == 0
+
+
+def test_fast_state_reader_answers_like_the_store(tmp_path):
+    store = SQLiteStateStore(tmp_path / "s.sqlite")
+    fast = FastStateReader(store)
+    assert len(fast.recent_sends(NOW, ["C1"])) == 0  # before anything was written
+    store.record_sends(
+        pd.DataFrame(
+            {
+                c.CUSTOMER_ID: ["C1", "C2", "C1"],
+                c.ITEM_ID: ["I1", "I2", "I3"],
+                c.PLACEMENT: ["newsletter", None, "web_for_you"],
+                c.TS: [NOW, NOW, NOW - timedelta(days=3)],
+            }
+        )
+    )
+    store.record_purchases(pd.DataFrame({c.CUSTOMER_ID: ["C2"], c.ITEM_ID: ["I5"], c.TS: [NOW]}))
+    since = NOW - timedelta(days=7)
+    for ids in (["C1"], ["C2", "C9"], None, [f"C{i}" for i in range(600)]):
+        pd.testing.assert_frame_equal(
+            fast.recent_sends(since, ids).reset_index(drop=True),
+            store.recent_sends(since, ids).reset_index(drop=True),
+        )
+        pd.testing.assert_frame_equal(
+            fast.recent_purchases(since, ids), store.recent_purchases(since, ids)
+        )
+    assert fast.recent_sends(NOW - timedelta(days=1), ["C1"])[c.ITEM_ID].tolist() == ["I1"]
 
 
 # -- audiences -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from klantbeeld.errors import DataContractError, KlantbeeldError, NotTrainedErro
 from klantbeeld.settings import Settings
 from serving.api.audience import AudienceIndex
 from serving.api.scores import ScoreIndex, latest_scores_file
+from serving.api.state_reader import FastStateReader
 from serving.context import RecContext
 from serving.next_best_offer import CandidateModel, RecipientResult, recommend_for
 from serving.placements import Placement, PlacementConfig, placements_from_settings
@@ -172,7 +173,7 @@ def load_artifacts(settings: Settings) -> Artifacts:
     """
     t0 = time.perf_counter()
     placements = placements_from_settings(settings)
-    state = SQLiteStateStore(settings.resolved_state_file)
+    state = FastStateReader(SQLiteStateStore(settings.resolved_state_file))
     art = Artifacts(settings=settings, placements=placements, state=state)
 
     try:

@@ -1,0 +1,370 @@
+"""API latency under a fixed request rate: 2 uvicorn workers, loopback only.
+
+What it does (ARCHITECTURE §7, "API, one recipient" and "batch of 1,000 recipients"):
+
+1. Prepares, once, under ``var/bench/api`` (or ``--root``): a demo shop, a recommender
+   trained on it (``train_recommender``, MLflow off) and a batch-scores file. The scores
+   are seeded random probabilities in the layout of ``training.batch_score`` -- a score
+   look-up costs the same whatever the numbers are, and training the scoring models is
+   ``bench/train.py``'s job.
+2. Starts ``python -m serving.api --workers 2`` on 127.0.0.1 and waits for ``/health``.
+3. Per route, an open-loop client (asyncio, raw HTTP/1.1 keep-alive sockets, no HTTP
+   library) sends a fixed rate (default 1,000 req/s for 10 s) to random customers.
+   Latency is measured from each request's *scheduled* send time, so a server that falls
+   behind shows it (no coordinated omission). The run is bounded: at most ``rate * seconds``
+   requests, and it stops ``--grace`` seconds after the last one is due.
+4. Reads the server's own histogram (``GET /metrics``) before and after each run; the
+   difference is the server-side distribution of exactly those requests.
+5. Sends 20 batch calls of 1,000 recipients one after another.
+
+The client runs on the same 2 cores as the 2 workers, so client-side figures include
+its own scheduling delay.
+
+Usage::
+
+    nice python bench/api.py [--customers 50000] [--rate 1000] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+METRIC = "klantbeeld_http_request_duration_seconds"
+
+
+# -- preparation ---------------------------------------------------------------------------
+def prepare(root: Path, n_customers: int, seed: int) -> dict[str, str]:
+    """Shop, trained recommender and scores under ``root``; returns the server's env."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from features.demo_shop.writer import generate_demo_shop
+    from klantbeeld.settings import Settings
+    from training.recommender_job import model_dir, train_recommender
+
+    shop, home = root / "shop", root / "home"
+    settings = Settings(home=home, data_dir=shop, seed=seed)
+    stamp = root / f"prepared-{n_customers}-{seed}"
+    if not stamp.is_file():
+        t0 = time.perf_counter()
+        generate_demo_shop(shop, n_customers=n_customers, seed=seed)
+        print(f"demo shop: {n_customers:,} customers in {time.perf_counter() - t0:.0f} s")
+        t0 = time.perf_counter()
+        train_recommender(settings, log_to_mlflow=False)
+        print(f"recommender trained in {time.perf_counter() - t0:.0f} s -> {model_dir(settings)}")
+        stamp.write_text("ok\n")
+    ids = pd.read_parquet(shop / "customers.parquet", columns=["customer_id"])["customer_id"]
+    scores = home / "scores" / "customer_scores_as_of=2026-11-01.parquet"
+    if not scores.is_file():
+        rng = np.random.default_rng(seed)
+        n = len(ids)
+        up = [["recency_days", "n_sessions_30d", "n_views_7d"]] * n
+        down = [["tenure_days", "n_returns_365d"]] * n
+        table = pa.table(
+            {
+                "customer_id": ids.astype(str).tolist(),
+                "conversion_intent_score": rng.random(n),
+                "conversion_intent_model_version": pa.array(np.ones(n, np.int32)),
+                "conversion_intent_top_up": up,
+                "conversion_intent_top_down": down,
+                "churn_score": rng.random(n),
+                "churn_model_version": pa.array(np.ones(n, np.int32)),
+                "churn_top_up": down,
+                "churn_top_down": up,
+            }
+        )
+        scores.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, scores)
+    env = dict(os.environ)
+    env.update(
+        KLANTBEELD_HOME=str(home.resolve()),
+        KLANTBEELD_DATA_DIR=str(shop.resolve()),
+        KLANTBEELD_STATE_FILE=str((root / "state.sqlite").resolve()),
+        OPENBLAS_NUM_THREADS="1",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+# -- a minimal HTTP/1.1 client ---------------------------------------------------------------
+class Connection:
+    """One keep-alive connection; requests are sent one at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        return cls(reader, writer)
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\n"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length = 0
+        chunked = False
+        for line in lines[1:]:
+            key, _, value = line.partition(":")
+            if key.lower() == "content-length":
+                length = int(value)
+            elif key.lower() == "transfer-encoding" and "chunked" in value:
+                chunked = True
+        if chunked:
+            data = b""
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                data += chunk[:-2]
+            return status, data
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def wait_ready(port: int, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            conn = await Connection.open(port)
+            status, body = await conn.request("GET", "/health")
+            conn.close()
+            if status == 200:
+                return json.loads(body)
+        except OSError:
+            pass
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"the API did not answer /health within {timeout_s:.0f} s")
+
+
+async def fixed_rate(
+    port: int,
+    paths: list[str],
+    rate: float,
+    seconds: float,
+    connections: int,
+    grace: float,
+) -> dict:
+    """Send ``rate * seconds`` GETs on schedule; latency from the scheduled time (ms)."""
+    n = int(rate * seconds)
+    queue: asyncio.Queue[tuple[int, float, str] | None] = asyncio.Queue()
+    lat = np.full(n, np.nan)
+    statuses: dict[int, int] = {}
+    conns = [await Connection.open(port) for _ in range(connections)]
+    t0 = time.perf_counter() + 0.2
+
+    async def worker(conn: Connection) -> None:
+        while True:
+            job = await queue.get()
+            if job is None:
+                return
+            i, due, path = job
+            try:
+                status, _ = await conn.request("GET", path)
+            except (OSError, asyncio.IncompleteReadError):
+                status = 599
+            lat[i] = (time.perf_counter() - due) * 1e3
+            statuses[status] = statuses.get(status, 0) + 1
+
+    async def scheduler() -> None:
+        for i in range(n):
+            due = t0 + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            queue.put_nowait((i, due, paths[i % len(paths)]))
+        for _ in conns:
+            queue.put_nowait(None)
+
+    tasks = [asyncio.create_task(worker(c)) for c in conns]
+    sched = asyncio.create_task(scheduler())
+    done, pending = await asyncio.wait([sched, *tasks], timeout=seconds + grace + 1)
+    for t in pending:
+        t.cancel()
+    for c in conns:
+        c.close()
+    elapsed = time.perf_counter() - t0
+    ok = lat[~np.isnan(lat)]
+    return {
+        "sent_target": n,
+        "completed": int(len(ok)),
+        "unfinished": int(n - len(ok)),
+        "statuses": statuses,
+        "achieved_rps": round(len(ok) / max(elapsed, 1e-9), 1),
+        "client_p50_ms": round(float(np.percentile(ok, 50)), 2) if len(ok) else None,
+        "client_p99_ms": round(float(np.percentile(ok, 99)), 2) if len(ok) else None,
+        "client_max_ms": round(float(ok.max()), 2) if len(ok) else None,
+    }
+
+
+async def scrape(port: int) -> dict[tuple[str, str], np.ndarray]:
+    """Cumulative bucket counts per (route, le) from ``/metrics``."""
+    conn = await Connection.open(port)
+    _, body = await conn.request("GET", "/metrics")
+    conn.close()
+    out: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for line in body.decode().splitlines():
+        if not line.startswith(f"{METRIC}_bucket"):
+            continue
+        labels, value = line[len(METRIC) + 8 :].rsplit(" ", 1)
+        parts = dict(p.split("=", 1) for p in labels.strip("{}").split('",'))
+        route = parts["route"].strip('"')
+        le = parts["le"].strip('"')
+        out.setdefault((parts["method"].strip('"'), route), []).append(
+            (float("inf") if le == "+Inf" else float(le), float(value))
+        )
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def server_quantiles(before: np.ndarray, after: np.ndarray) -> dict:
+    """Count and p50/p99 upper bounds (bucket ``le``, ms) of the requests in between."""
+    les, cum = after[:, 0], after[:, 1] - before[:, 1]
+    total = cum[-1]
+    out: dict[str, float | int | None] = {"server_count": int(total)}
+    for q in (0.5, 0.99):
+        k = int(np.searchsorted(cum, q * total)) if total else -1
+        out[f"server_p{int(q * 100)}_le_ms"] = (
+            None if k < 0 or not np.isfinite(les[k]) else round(les[k] * 1e3, 2)
+        )
+    return out
+
+
+async def run(args: argparse.Namespace, env: dict[str, str]) -> dict:
+    import pandas as pd
+
+    ids = pd.read_parquet(args.root / "shop" / "customers.parquet")
+    rng = random.Random(args.seed)
+    all_ids = ids["customer_id"].astype(str).tolist()
+    consent = ids.loc[ids["consent_email"], "customer_id"].astype(str).tolist()
+    cmd = [
+        sys.executable,
+        "-m",
+        "serving.api",
+        "--host",
+        HOST,
+        "--port",
+        str(args.port),
+        "--workers",
+        str(args.workers),
+        "--log-level",
+        "warning",
+    ]
+    server = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    results: dict = {
+        "customers": len(all_ids),
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "workers": args.workers,
+    }
+    try:
+        t0 = time.perf_counter()
+        health = await wait_ready(args.port, args.startup_timeout)
+        results["startup_s"] = round(time.perf_counter() - t0, 1)
+        results["health"] = health["status"]
+        scenarios = {
+            "scores": (
+                "/v1/customers/{customer_id}/scores",
+                [f"/v1/customers/{rng.choice(all_ids)}/scores" for _ in range(5000)],
+            ),
+            "recommendations": (
+                "/v1/customers/{customer_id}/recommendations",
+                [
+                    f"/v1/customers/{rng.choice(consent)}/recommendations?placement=newsletter"
+                    for _ in range(5000)
+                ],
+            ),
+        }
+        for name, (route, paths) in scenarios.items():
+            await fixed_rate(args.port, paths[:200], 100, 2, 8, 5)  # warm-up
+            before = (await scrape(args.port))[("GET", route)]
+            res = await fixed_rate(
+                args.port, paths, args.rate, args.seconds, args.connections, args.grace
+            )
+            after = (await scrape(args.port))[("GET", route)]
+            res.update(server_quantiles(before, after))
+            results[name] = res
+            print(name, json.dumps(res), flush=True)
+            await asyncio.sleep(2)
+
+        conn = await Connection.open(args.port)
+        batch_ms = []
+        before = (await scrape(args.port))[("POST", "/v1/recommendations/batch")]
+        for _ in range(args.batches):
+            body = json.dumps(
+                {"placement": "newsletter", "customer_ids": rng.sample(all_ids, 1000)}
+            ).encode()
+            t = time.perf_counter()
+            status, _ = await conn.request("POST", "/v1/recommendations/batch", body)
+            batch_ms.append((time.perf_counter() - t) * 1e3)
+            if status != 200:
+                raise RuntimeError(f"batch call answered {status}")
+        conn.close()
+        after = (await scrape(args.port))[("POST", "/v1/recommendations/batch")]
+        results["batch_1000"] = {
+            "calls": args.batches,
+            "client_p50_ms": round(float(np.percentile(batch_ms, 50)), 1),
+            "client_max_ms": round(float(np.max(batch_ms)), 1),
+            **server_quantiles(before, after),
+        }
+        print("batch_1000", json.dumps(results["batch_1000"]), flush=True)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--customers", type=int, default=50_000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--root", type=Path, default=ROOT / "var" / "bench" / "api")
+    p.add_argument("--rate", type=float, default=1000.0, help="requests per second")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--connections", type=int, default=64, help="client keep-alive sockets")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds allowed after the last")
+    p.add_argument("--batches", type=int, default=20)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--port", type=int, default=8799)
+    p.add_argument("--startup-timeout", type=float, default=300.0)
+    args = p.parse_args()
+    if not 1 <= args.rate * args.seconds <= 100_000:
+        p.error("rate * seconds must be in 1..100,000 requests")
+    env = prepare(args.root, args.customers, args.seed)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    results = asyncio.run(run(args, env))
+    out = args.root / "result.json"
+    out.write_text(json.dumps(results, indent=1))
+    print(f"results -> {out}")
+
+
+if __name__ == "__main__":
+    main()
