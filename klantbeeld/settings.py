@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     )
     recommender_knn_k: int = Field(50, ge=1, le=1000, description="Neighbours per item.")
     recommender_recent_half_life_days: float = Field(14.0, gt=0.0)
+    recommender_als_candidate_items: int | None = Field(
+        5_000,
+        ge=1,
+        description="ALS proposes only among this many most popular items (batch cost on "
+        "large catalogues); None: the whole catalogue.",
+    )
     recommender_ranker_estimators: int = Field(
         200, ge=1, le=5000, description="Boosting rounds of the LambdaRank re-ranker."
     )

@@ -314,3 +314,83 @@ def test_sparse_shortlist_equals_dense_scoring(make):
     want_ids, want_scores = top_n(dense, 15)
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
+
+
+def test_top_n_wide_rows_equal_the_partition_path():
+    from models.recommender import base
+
+    rng = np.random.default_rng(4)
+    s = np.round(rng.standard_normal((30, 3000)), 1).astype(np.float32)  # many ties
+    s[0] = -np.inf
+    s[1, 5:] = -np.inf  # fewer finite entries than n
+    s[2, ::7] = np.nan
+    assert s.shape[1] >= base._WIDE_BLOCK * 4 * 10  # the wide path is taken
+    ids, vals = top_n(s, 10)
+    filled = np.where(np.isnan(s), -np.inf, s)
+    for r in range(30):
+        finite = np.flatnonzero(np.isfinite(filled[r]))
+        want = finite[np.lexsort((finite, -filled[r, finite]))][:10]
+        np.testing.assert_array_equal(ids[r, : len(want)], want)
+        assert (ids[r, len(want) :] == -1).all()
+    np.testing.assert_array_equal(ids[0], -1)
+
+
+def test_als_candidate_pool_limits_proposals_to_popular_items(tmp_path):
+    x, _ = checkerboard()
+    x = x.multiply(sparse.csr_matrix(np.arange(1, N_ITEMS + 1) % 5 != 0)).tocsr()  # 4 unused
+    full = ALSRecommender(factors=4, random_state=0).fit(x)
+    pooled = ALSRecommender(factors=4, random_state=0, candidate_items=12).fit(x)
+    np.testing.assert_array_equal(full.user_factors_, pooled.user_factors_)
+    assert len(pooled.pool_) == 12 and set(pooled.pool_) <= set(np.flatnonzero(x.getnnz(0)))
+    ids, scores = pooled.recommend(np.arange(N_USERS), x, n=6, exclude=x)
+    assert set(ids[ids >= 0]) <= set(pooled.pool_)
+    # the same ranking as full scoring restricted to the pool
+    dense = full._score_block(np.arange(N_USERS), x)
+    mask = np.full(N_ITEMS, -np.inf, dtype=np.float32)
+    mask[pooled.pool_] = 0.0
+    dense = dense + mask
+    dense[x.toarray() != 0] = -np.inf
+    np.testing.assert_array_equal(ids, top_n(dense, 6)[0])
+    # a saved model from before pools existed loads as a whole-catalogue model
+    full.save(tmp_path / "m")
+    (tmp_path / "m" / "pool_.npy").unlink()
+    old = Recommender.load(tmp_path / "m")
+    assert old.pool_ is None
+    np.testing.assert_array_equal(
+        old.recommend(np.arange(4), x, n=3)[0], full.recommend(np.arange(4), x, n=3)[0]
+    )
+
+
+def test_buy_again_ranks_by_repurchase_probability_where_the_model_scored(tmp_path):
+    import pandas as pd
+
+    from models.recommender.buy_again import due_probability_matrix
+    from models.recommender.interactions import IdMap
+
+    age = sparse.csr_matrix(np.array([[31.0, 11.0, 100.0, 0.0], [5.0, 0.0, 20.0, 8.0]], np.float32))
+    model = BuyAgainRecommender().fit(age, item_cycle_days=np.array([31.0, 22.0, 25.0, 8.0]))
+    # cycle ratios: user 0 -> [1.0, 0.5, 0.25], user 1 -> [5/31, -, 0.8, 1.0]
+    ids = IdMap(pd.Index(["a", "b"]), pd.Index(["i0", "i1", "i2", "i3"]))
+    pairs = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "zz"],
+            "item_id": ["i0", "i2", "i3", "i0"],
+            "p_week_1": [0.05, 0.5, 0.0, 0.9],
+            "p_week_2": [0.05, 0.3, 0.0, 0.0],
+            "p_week_3": [0.9, 0.0, 0.0, 0.0],
+        }
+    )
+    due = due_probability_matrix(pairs, ids, weeks=2)
+    assert due.shape == (3, 4) and due.nnz == 3  # unknown customer dropped
+    scored = model.with_due_probability(due)
+    ids0, s0 = scored.recommend(np.array([0, 1]), age, n=3)
+    # user 0: i2 (0.8 model) > i1 (0.5 cycle) > i0 (0.1 model); user 1: i2 0.8 > i0 > i3 (0.0)
+    np.testing.assert_array_equal(ids0, [[2, 1, 0], [2, 0, 3]])
+    np.testing.assert_allclose(s0, [[0.8, 0.5, 0.1], [0.8, 5 / 31, 0.0]], rtol=1e-6)
+    # the fitted model itself is unchanged; save/load keeps the probabilities
+    np.testing.assert_array_equal(model.recommend(np.array([0]), age, n=3)[0], [[0, 1, 2]])
+    scored.save(tmp_path / "b")
+    back = Recommender.load(tmp_path / "b")
+    np.testing.assert_array_equal(back.recommend(np.array([0, 1]), age, n=3)[0], ids0)
+    with pytest.raises(ValueError, match="probabilities"):
+        model.with_due_probability(due * 3)

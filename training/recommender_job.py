@@ -48,6 +48,8 @@ class RecommenderResult:
         Test period start T; the test period is ``(T, T + test_days]``.
     n_test_users : int
     run_id, version : MLflow run id and registered version (None when not logged).
+    repurchase_model : bool
+        The served buy-again source ranks by the repurchase-timing champion.
     model_dir : Path | None
         Saved :class:`NextBestOffers` folder.
     """
@@ -60,6 +62,7 @@ class RecommenderResult:
     version: int | None = None
     model_dir: Path | None = None
     promotion: object | None = field(default=None, repr=False)
+    repurchase_model: bool = False
 
 
 def target_matrix(
@@ -195,6 +198,7 @@ def train_recommender(
     as_of: datetime | None = None,
     log_to_mlflow: bool = True,
     out: Path | None = None,
+    use_repurchase_model: bool = True,
 ) -> RecommenderResult:
     """Train, evaluate, log and register the recommender on one shop.
 
@@ -215,6 +219,11 @@ def train_recommender(
         ranker chosen on validation) with its customer histories refreshed to the end
         of the data (:meth:`NextBestOffers.refresh`), so recently viewed items and
         purchase ages are current when it serves.
+    use_repurchase_model : bool, default True
+        When a repurchase-timing champion (item level) is registered, the served
+        model's buy-again source ranks by its probability of a repurchase within two
+        weeks, scored at the end of the data; else by the cycle ratio. The test metrics
+        always use the cycle ratio (the champion may have seen the test period).
 
     Returns
     -------
@@ -234,10 +243,38 @@ def train_recommender(
     result = RecommenderResult(metrics, kind, t, int(metrics["n_test_users"]))
     end = pd.Timestamp(last).normalize() + pd.Timedelta(days=1)  # midnight after the last event
     nbo = nbo.refresh(events, end.to_pydatetime())
+    if use_repurchase_model:
+        pairs = _repurchase_pairs(settings, shop, end.to_pydatetime())
+        if pairs is not None:
+            nbo = nbo.with_repurchase_scores(pairs)
+            result.repurchase_model = True
     result.model_dir = nbo.save(out if out is not None else model_dir(settings))
     if log_to_mlflow:
         _log(settings, result, nbo, data or settings.resolved_data_dir)
     return result
+
+
+def _repurchase_pairs(settings, shop, as_of: datetime) -> pd.DataFrame | None:
+    """Item-level repurchase scores of the registered champion at ``as_of``, or None."""
+    from klantbeeld.errors import NotTrainedError
+    from training.tracking import is_local_store, tracking_uri
+
+    uri = tracking_uri(settings)
+    if is_local_store(uri) and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    from serving.in_market import repurchase_table
+
+    try:
+        scores = repurchase_table(settings, as_of, shop=shop)
+    except NotTrainedError:
+        log.info("no repurchase-timing champion: buy again keeps the cycle ratio")
+        return None
+    if scores.level != "item":
+        log.info(
+            "repurchase-timing champion is %s level: buy again keeps the cycle ratio", scores.level
+        )
+        return None
+    return scores.pairs
 
 
 def _log(settings, result: RecommenderResult, nbo: NextBestOffers, data: Path) -> None:

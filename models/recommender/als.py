@@ -9,7 +9,7 @@ import numpy as np
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
-from models.recommender.base import Recommender, check_fit_input
+from models.recommender.base import Recommender, check_fit_input, top_n
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,10 @@ class ALSRecommender(Recommender):
         Seed of the factor initialisation (``None`` means 0, so fits are repeatable).
     num_threads : int, default 0
         Threads of the ALS solver (0 = all cores); BLAS is limited to one thread.
+    candidate_items : int or None, default None
+        Propose only among this many most popular items (distinct users at fit time);
+        None: the whole catalogue. Bounds batch cost on large catalogues (scoring is
+        ``users x candidate_items``); a catalogue no larger than it is unaffected.
 
     Attributes
     ----------
@@ -56,10 +60,13 @@ class ALSRecommender(Recommender):
     item_factors_ : ndarray of float32, shape (n_items, factors)
     trained_users_ : ndarray of bool, shape (n_fit_users,)
         True where the user had at least one interaction at fit time.
+    pool_ : ndarray of int64, shape (n_pool,)
+        Item positions ALS may propose (every item without ``candidate_items``).
     """
 
     kind = "als"
-    _arrays = ("user_factors_", "item_factors_", "trained_users_")
+    _arrays = ("user_factors_", "item_factors_", "trained_users_", "pool_")
+    _optional_arrays = ("pool_",)
 
     def __init__(
         self,
@@ -71,6 +78,7 @@ class ALSRecommender(Recommender):
         iterations: int = 15,
         random_state: int | None = None,
         num_threads: int = 0,
+        candidate_items: int | None = None,
     ):
         self.factors = factors
         self.regularization = regularization
@@ -80,6 +88,7 @@ class ALSRecommender(Recommender):
         self.iterations = iterations
         self.random_state = random_state
         self.num_threads = num_threads
+        self.candidate_items = candidate_items
 
     def _model(self):
         from implicit.cpu.als import AlternatingLeastSquares
@@ -106,6 +115,7 @@ class ALSRecommender(Recommender):
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self.trained_users_ = np.asarray(m.getnnz(axis=1) > 0)
         self.n_items_ = int(m.shape[1])
+        self.pool_ = popular_pool(m, self.candidate_items)
         self._implicit = model
         return self
 
@@ -151,9 +161,63 @@ class ALSRecommender(Recommender):
                 self._implicit.recalculate_user(np.arange(rows.shape[0]), conf), dtype=np.float32
             )
 
+    def _is_sparse(self) -> bool:
+        pool = getattr(self, "pool_", None)
+        return pool is not None and len(pool) < self.n_items_
+
+    def _score_sparse(
+        self,
+        user_ids: np.ndarray,
+        rows: sparse.csr_matrix,
+        n: int | None = None,
+        exclude: sparse.csr_matrix | None = None,
+    ) -> sparse.csr_matrix:
+        """Top ``n`` of the candidate pool per user (exclusions applied inside the pool)."""
+        pool = np.asarray(self.pool_)
+        m = len(user_ids)
+        k = len(pool) if n is None else min(n, len(pool))
+        col_of = np.full(self.n_items_, -1, dtype=np.int64)
+        col_of[pool] = np.arange(len(pool))
+        out_r, out_c, out_v = [], [], []
+        step = max(1, 4_000_000 // max(len(pool), 1))
+        for s in range(0, m, step):
+            uid = user_ids[s : s + step]
+            with threadpool_limits(1, "blas"):
+                vec = self.user_vectors(uid, rows[s : s + step])
+                sc = vec @ np.asarray(self.item_factors_)[pool].T
+            sc[~vec.any(axis=1)] = -np.inf
+            if exclude is not None:
+                ex = exclude[s : s + step].tocoo()
+                j = col_of[ex.col]
+                hit = (ex.data != 0) & (j >= 0)
+                sc[ex.row[hit], j[hit]] = -np.inf
+            ids, vals = top_n(sc, k)
+            ok = ids >= 0
+            out_r.append(np.nonzero(ok)[0] + s)
+            out_c.append(pool[ids[ok]])
+            out_v.append(vals[ok])
+        return sparse.csr_matrix(
+            (np.concatenate(out_v), (np.concatenate(out_r), np.concatenate(out_c))),
+            shape=(m, self.n_items_),
+        )
+
     def _score_block(self, user_ids: np.ndarray, rows: sparse.csr_matrix) -> np.ndarray:
+        if self._is_sparse():
+            return super()._score_block(user_ids, rows)
         with threadpool_limits(1, "blas"):
             vec = self.user_vectors(user_ids, rows)
             scores = vec @ np.asarray(self.item_factors_).T
         scores[~vec.any(axis=1)] = -np.inf  # no factors and no history: propose nothing
         return scores
+
+
+def popular_pool(m: sparse.csr_matrix, size: int | None) -> np.ndarray:
+    """Positions of the ``size`` items with the most distinct users (all items if None)."""
+    n_items = m.shape[1]
+    if size is None or size >= n_items:
+        return np.arange(n_items, dtype=np.int64)
+    if size < 1:
+        raise ValueError(f"candidate_items must be >= 1 or None, got {size}")
+    users = np.asarray((m > 0).sum(axis=0)).ravel()
+    order = np.lexsort((np.arange(n_items), -users))
+    return np.sort(order[:size]).astype(np.int64)

@@ -29,6 +29,7 @@ RECOMMENDERS: dict[str, type[Recommender]] = {}
 _PARAMS_FILE = "params.json"
 _BLOCK_CELLS = 4_000_000  # users × items scored at once (16 MB of float32)
 _SPARSE_BLOCK_USERS = 50_000  # users per block on the sparse-score path
+_WIDE_BLOCK = 32  # columns per block of the wide-row top-n threshold
 
 
 class Recommender:
@@ -77,6 +78,8 @@ class Recommender:
     n_items_: int
     _arrays: ClassVar[tuple[str, ...]] = ()
     _fitted_scalars: ClassVar[tuple[str, ...]] = ("n_items_",)
+    #: Fitted arrays that older saved models may lack (loaded as None).
+    _optional_arrays: ClassVar[tuple[str, ...]] = ()
     #: True for sources whose scores are sparse (``_score_sparse``), see ``recommend``.
     _sparse_scores: ClassVar[bool] = False
 
@@ -106,8 +109,12 @@ class Recommender:
         """Fit on ``user_items`` (see the class docstring); return ``self``."""
         raise NotImplementedError
 
+    def _is_sparse(self) -> bool:
+        """True when ``recommend`` takes the sparse path (``_score_sparse``)."""
+        return self._sparse_scores
+
     def _score_block(self, user_ids: np.ndarray, rows: sparse.csr_matrix) -> np.ndarray:
-        if self._sparse_scores:
+        if self._is_sparse():
             s = self._score_sparse(user_ids, rows, None, None)
             out = np.full(s.shape, -np.inf, dtype=np.float32)
             coo = s.tocoo()
@@ -150,7 +157,7 @@ class Recommender:
         n_req = len(user_ids)
         ids = np.full((n_req, n), -1, dtype=np.int32)
         scores = np.full((n_req, n), -np.inf, dtype=np.float32)
-        if self._sparse_scores:
+        if self._is_sparse():
             # sources that propose few items per user: top-n over the non-zeros only
             for start in range(0, n_req, _SPARSE_BLOCK_USERS):
                 uid = user_ids[start : start + _SPARSE_BLOCK_USERS]
@@ -193,7 +200,10 @@ class Recommender:
             }
             (tmp / _PARAMS_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
             for name in self._arrays:
-                save_array(tmp, name, getattr(self, name))
+                value = getattr(self, name, None)
+                if value is None and name in self._optional_arrays:
+                    continue
+                save_array(tmp, name, value)
             if path.exists():
                 shutil.rmtree(path)
             os.replace(tmp, path)
@@ -214,6 +224,10 @@ class Recommender:
         for key, value in meta["fitted"].items():
             setattr(obj, key, value)
         for name in klass._arrays:
+            missing = not any(path.glob(f"{name}.*npy"))
+            if missing and name in klass._optional_arrays:
+                setattr(obj, name, None)  # saved by a version that did not have it
+                continue
             setattr(obj, name, load_array(path, name, mmap=mmap))
         obj._after_load()
         return obj
@@ -242,6 +256,8 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     scores = np.where(np.isnan(scores), -np.inf, scores).astype(np.float32, copy=False)
     n_rows, n_items = scores.shape
     k = min(n, n_items)
+    if n_rows and n_items >= _WIDE_BLOCK * 4 * max(k, 1):
+        return _top_n_wide(scores, n, k)
     ids = np.full((n_rows, n), -1, dtype=np.int32)
     vals = np.full((n_rows, n), -np.inf, dtype=np.float32)
     if n_rows == 0:
@@ -267,6 +283,30 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     ids[bad] = -1
     vals[bad] = -np.inf
     return ids, vals
+
+
+def _top_n_wide(scores: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_n`` for wide rows: a threshold from block maxima, then a sparse top-n.
+
+    The ``k``-th largest of the row's block maxima is a lower bound of the row's ``k``-th
+    largest score (``k`` blocks each hold an entry at least that large), so every entry
+    of the top ``k`` is ``>=`` it; only those entries (a few per block that holds one)
+    are sorted. Same result as the partition path, ties included.
+    """
+    n_rows, n_items = scores.shape
+    n_blocks = n_items // _WIDE_BLOCK
+    head = scores[:, : n_blocks * _WIDE_BLOCK].reshape(n_rows, n_blocks, _WIDE_BLOCK)
+    maxima = head.max(axis=2)
+    if n_blocks * _WIDE_BLOCK < n_items:
+        maxima = np.hstack([maxima, scores[:, n_blocks * _WIDE_BLOCK :].max(axis=1)[:, None]])
+    thresh = -np.partition(-maxima, k - 1, axis=1)[:, k - 1]
+    sel = scores >= thresh[:, None]
+    sel &= scores > -np.inf
+    rows, cols = np.nonzero(sel)
+    sub = sparse.csr_matrix(
+        (scores[rows, cols], cols, np.r_[0, np.cumsum(sel.sum(axis=1))]), shape=scores.shape
+    )
+    return top_n_sparse(sub, n)
 
 
 def top_n_sparse(scores: sparse.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -297,10 +337,12 @@ def top_n_sparse(scores: sparse.csr_matrix, n: int) -> tuple[np.ndarray, np.ndar
     row, col, data = row[ok], m.indices[ok], data[ok]
     if len(row) == 0:
         return ids, vals
-    order = np.lexsort((col, -data, row))
+    # canonical CSR: entries already ordered by (row, col); a stable sort by (row, -score)
+    # keeps the lower column first among ties
+    order = np.lexsort((-data, row))
     row, col, data = row[order], col[order], data[order]
-    first = np.searchsorted(row, row, side="left")
-    rank = np.arange(len(row)) - first
+    starts = np.r_[0, np.cumsum(np.bincount(row, minlength=n_rows))[:-1]]
+    rank = np.arange(len(row)) - starts[row]
     keep = rank < n
     ids[row[keep], rank[keep]] = col[keep]
     vals[row[keep], rank[keep]] = data[keep]

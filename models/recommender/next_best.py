@@ -26,7 +26,7 @@ from scipy import sparse
 from features import contract as c
 from models.recommender.als import ALSRecommender
 from models.recommender.base import Recommender, load_array, save_array
-from models.recommender.buy_again import BuyAgainRecommender
+from models.recommender.buy_again import BuyAgainRecommender, due_probability_matrix
 from models.recommender.ease import EASERecommender
 from models.recommender.interactions import (
     IdMap,
@@ -87,6 +87,8 @@ class NextBestOffers:
     recent_half_life_days : float
         Half-life of the recency score, days.
     random_state : int or None
+    als_candidate_items : int or None
+        ALS proposes among this many most popular items only (None: all).
 
     Attributes
     ----------
@@ -113,6 +115,7 @@ class NextBestOffers:
         ease_l2: float = 500.0,
         exclude_history: bool = False,
         random_state: int | None = None,
+        als_candidate_items: int | None = None,
     ):
         self.event_weights = dict(event_weights)
         self.sources = list(sources)
@@ -127,6 +130,7 @@ class NextBestOffers:
         self.ease_l2 = ease_l2
         self.exclude_history = exclude_history
         self.random_state = random_state
+        self.als_candidate_items = als_candidate_items
 
     @classmethod
     def from_settings(cls, settings, **overrides) -> NextBestOffers:
@@ -141,6 +145,7 @@ class NextBestOffers:
             knn_k=settings.recommender_knn_k,
             recent_half_life_days=settings.recommender_recent_half_life_days,
             random_state=settings.seed,
+            als_candidate_items=settings.recommender_als_candidate_items,
         )
         kw.update(overrides)
         return cls(**kw)
@@ -196,6 +201,7 @@ class NextBestOffers:
                     alpha=self.als_alpha,
                     scaling=self.confidence_scaling,
                     random_state=seed,
+                    candidate_items=self.als_candidate_items,
                 ).fit(h)
             elif name == "ease":
                 m = EASERecommender(l2=self.ease_l2).fit(h)
@@ -254,7 +260,7 @@ class NextBestOffers:
         past = events[events[c.TS] < pd.Timestamp(as_of)]
         known = self.ids_.users
         seen = pd.Index(pd.unique(past[c.CUSTOMER_ID].astype(str).to_numpy()))
-        new_users = seen.difference(known)
+        new_users = seen[~seen.isin(known)].sort_values()
         out = copy.copy(self)
         out.ids_ = IdMap(known.append(new_users), self.ids_.items)
         pad = IdMap(out.ids_.users.append(pd.Index(["\x00unknown"])), self.ids_.items)
@@ -263,6 +269,28 @@ class NextBestOffers:
         out.recency_ = recency_matrix(past, pad, as_of, self.recent_half_life_days)
         out.purchase_age_ = purchase_age_matrix(past, pad, as_of)
         log.info("histories refreshed to %s: %d new customers", out.as_of_, len(new_users))
+        return out
+
+    def with_repurchase_scores(self, pairs: pd.DataFrame, weeks: int = 2) -> NextBestOffers:
+        """A copy whose buy-again source ranks by the repurchase-timing model.
+
+        Parameters
+        ----------
+        pairs : pd.DataFrame
+            Item-level repurchase scores at this object's ``as_of_``
+            (``serving.in_market.repurchase_table(...).pairs``: ``customer_id, item_id,
+            p_week_1..``). Pairs it does not cover keep the cycle-ratio score.
+        weeks : int, default 2
+            "Due" = probability of a repurchase within this many weeks.
+        """
+        if "buy_again" not in self.models_:
+            return self
+        due = due_probability_matrix(pairs, self.ids_, weeks, n_rows=self.history_.shape[0])
+        out = copy.copy(self)
+        out.models_ = dict(self.models_)
+        model = cast(BuyAgainRecommender, self.models_["buy_again"])
+        out.models_["buy_again"] = model.with_due_probability(due)
+        log.info("buy again ranked by repurchase probability for %d pairs", due.nnz)
         return out
 
     # -- candidates and features ------------------------------------------------------------
@@ -340,8 +368,24 @@ class NextBestOffers:
         ids, _ = top_k(cands.users, cands.items, score, np.asarray(user_pos), k)
         return ids
 
-    def candidates(self, customer_ids: Sequence[str], n_per_source: int = 50) -> pd.DataFrame:
+    def candidates(
+        self,
+        customer_ids: Sequence[str],
+        n_per_source: int = 50,
+        *,
+        with_features: bool | None = None,
+    ) -> pd.DataFrame:
         """Candidate offers for ``customer_ids`` (unknown ids get popular items).
+
+        Parameters
+        ----------
+        customer_ids : sequence of str
+            Customers, in output order (repeats allowed).
+        n_per_source : int
+            Candidates asked from each source per customer.
+        with_features : bool, optional
+            Add the ranker's feature columns; default only when the ranker needs them
+            (LambdaRank), so the blend path stays light.
 
         Returns
         -------
@@ -349,28 +393,44 @@ class NextBestOffers:
             ``customer_id, item_id, score`` (blend score, higher is better), ``source``
             (the source that ranked the item best), ``reason`` (``for_you``,
             ``similar_to:<item_id>``, ``bought_before``, ``viewed``,
-            ``popular_in:<segment>``), then one column per ranker feature.
+            ``popular_in:<segment>``), then (see ``with_features``) one column per ranker
+            feature. Rows are grouped by customer in input order, items by position.
         """
         customer_ids = list(customer_ids)
         pos = self.positions(customer_ids)
-        cands, x, names = self.candidate_pairs(np.unique(pos), n_per_source)
-        primary = np.argmin(cands.ranks, axis=1)
-        src = np.asarray(cands.sources, dtype=object)[primary]
-        reason = self._reasons(cands, src)
-        base = pd.DataFrame(
+        uniq = np.unique(pos)
+        n = n_per_source or self.n_per_source
+        exclude = self.history_ if self.exclude_history else None
+        cands = gather(self._inputs(), uniq, n, exclude)
+        if with_features is None:
+            with_features = self.ranker_.method == "lambdarank"
+        # rows of each requested customer: the slice of its position in the sorted pairs
+        lo = np.searchsorted(cands.users, pos, side="left")
+        hi = np.searchsorted(cands.users, pos, side="right")
+        lens = hi - lo
+        take = np.repeat(lo - (np.cumsum(lens) - lens), lens) + np.arange(lens.sum())
+        sub = Candidates(
+            cands.users[take],
+            cands.items[take],
+            cands.scores[take],
+            cands.ranks[take],
+            cands.sources,
+        )
+        primary = np.argmin(sub.ranks, axis=1)
+        src = np.asarray(sub.sources, dtype=object)[primary]
+        out = pd.DataFrame(
             {
-                "_pos": cands.users,
-                c.ITEM_ID: self.ids_.items.to_numpy()[cands.items],
-                "score": self.ranker_.blend(cands),
+                c.CUSTOMER_ID: np.repeat(np.asarray(customer_ids, dtype=object), lens),
+                c.ITEM_ID: self.ids_.items.to_numpy()[sub.items],
+                "score": self.ranker_.blend(sub),
                 "source": src,
-                "reason": reason,
+                "reason": self._reasons(sub, src),
             }
         )
-        feats = pd.DataFrame(x, columns=names)
-        base = pd.concat([base, feats], axis=1)
-        req = pd.DataFrame({c.CUSTOMER_ID: customer_ids, "_pos": pos})
-        out = req.merge(base, on="_pos", how="inner").drop(columns="_pos")
-        return out.reset_index(drop=True)
+        if with_features:
+            x, names = self.features(sub)
+            out = pd.concat([out, pd.DataFrame(x, columns=names)], axis=1)
+        return out
 
     def _reasons(self, cands: Candidates, src: np.ndarray) -> np.ndarray:
         reason = np.empty(len(src), dtype=object)
@@ -398,18 +458,26 @@ class NextBestOffers:
         return reason
 
     def rank(self, candidates: pd.DataFrame) -> pd.DataFrame:
-        """Final ``score`` (ranker, else blend) per row, sorted per customer, best first."""
-        out = candidates.copy()
+        """Final ``score`` (ranker, else blend) per row, sorted per customer, best first.
+
+        Customers keep their first-seen order; within a customer rows go by descending
+        score, ties by item position (= item id order).
+        """
+        out = candidates
         names = getattr(self.ranker_, "feature_names_", None)
         if self.ranker_.method == "lambdarank" and names:
-            out["score"] = self.ranker_.model_.predict(out[names].to_numpy(np.float32))
-        order = np.lexsort((out[c.ITEM_ID].to_numpy(), -out["score"].to_numpy()))
-        out = out.iloc[order]
-        first = pd.unique(candidates[c.CUSTOMER_ID])
-        out[c.CUSTOMER_ID] = pd.Categorical(out[c.CUSTOMER_ID], categories=first)
-        out = out.sort_values(c.CUSTOMER_ID, kind="stable")
-        out[c.CUSTOMER_ID] = out[c.CUSTOMER_ID].astype(object)
-        return out.reset_index(drop=True)
+            if not set(names) <= set(candidates.columns):
+                raise ValueError(
+                    "candidates must carry the ranker features; "
+                    "call candidates(..., with_features=True)"
+                )
+            out = candidates.assign(
+                score=self.ranker_.model_.predict(candidates[names].to_numpy(np.float32))
+            )
+        cust, _ = pd.factorize(out[c.CUSTOMER_ID])
+        item = self.ids_.items.get_indexer(pd.Index(out[c.ITEM_ID]))
+        order = np.lexsort((item, -out["score"].to_numpy(), cust))
+        return out.take(order).reset_index(drop=True)
 
     # -- persistence ------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -156,15 +156,19 @@ class CategoryPopularityRecommender(Recommender):
         by_cat[cats[order][keep], rank[keep]] = order[keep]
         u, k = np.nonzero(aff > 0)
         items = by_cat[k]  # (pairs, width)
-        u_all = np.repeat(u, width)
-        i_all = items.ravel()
+        u_cat = np.repeat(u, width)
+        i_cat = items.ravel()
         top = _order(overall)[:width]
         m = len(user_ids)
-        u_all = np.r_[u_all, np.repeat(np.arange(m), len(top))]
-        i_all = np.r_[i_all, np.tile(top, m)]
-        ok = i_all >= 0
-        key = np.unique(u_all[ok].astype(np.int64) * self.n_items_ + i_all[ok])
-        uu, ii = key // self.n_items_, key % self.n_items_
+        u_top = np.repeat(np.arange(m), len(top))
+        i_top = np.tile(top, m)
+        # an overall-top item of a category the user has affinity with is already in that
+        # category's list (items above it in its category are above it overall)
+        fresh = aff[u_top, cats[i_top]] <= 0
+        uu = np.r_[u_cat, u_top[fresh]]
+        ii = np.r_[i_cat, i_top[fresh]]
+        ok = ii >= 0
+        uu, ii = uu[ok], ii[ok]
         score = aff[uu, cats[ii]] * in_cat[ii] + self.eps * overall[ii]
         return sparse.csr_matrix((score.astype(np.float32), (uu, ii)), shape=(m, self.n_items_))
 

@@ -16,6 +16,7 @@ from models.recommender.base import Recommender
 log = logging.getLogger(__name__)
 
 _ABSENT_RANK_PAD = 1.0  # absent sources get rank n_per_source + this
+_SMALL_TABLE_ROWS = 200_000  # LightGBM trains single-threaded below this many rows
 
 
 @dataclass
@@ -183,7 +184,8 @@ class CandidateRanker:
             num_leaves=self.num_leaves,
             min_child_samples=self.min_child_samples,
             random_state=0 if self.random_state is None else self.random_state,
-            n_jobs=2,
+            # OpenMP threads busy-wait on a shared 2-core machine: one thread for small tables
+            n_jobs=1 if keep.sum() < _SMALL_TABLE_ROWS else 2,
             deterministic=True,
             force_row_wise=True,
             verbose=-1,
