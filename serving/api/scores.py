@@ -90,14 +90,17 @@ def _codes(column: pa.ChunkedArray, vocab: dict[str, int]) -> np.ndarray:
     n = len(column)
     out = np.full((n, EXPLAIN_K), -1, dtype=np.int16)
     col = column.combine_chunks()
-    if pa.types.is_null(col.type) or n == 0:
+    if n == 0 or not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
         return out
     offsets = col.offsets.to_numpy()
-    flat = col.flatten().to_pylist()
-    names = sorted({v for v in flat if v is not None} - set(vocab))
+    offsets = offsets - offsets[0]
+    enc = pc.dictionary_encode(col.flatten())
+    names = [str(v) for v in enc.dictionary.to_pylist()]
     for name in names:
-        vocab[name] = len(vocab)
-    codes = np.array([vocab[v] if v is not None else -1 for v in flat], dtype=np.int16)
+        vocab.setdefault(name, len(vocab))
+    to_global = np.array([vocab[v] for v in names] + [-1], dtype=np.int16)
+    local = pc.fill_null(enc.indices, len(names)).to_numpy().astype(np.int64)
+    codes = to_global[local]
     lengths = np.minimum(np.diff(offsets), EXPLAIN_K)
     valid = col.is_valid().to_numpy(zero_copy_only=False)
     for k in range(EXPLAIN_K):
