@@ -154,6 +154,7 @@ class GradientBoostedScorer(Scorer):
             model_str=booster.model_to_string(num_iteration=self.best_iteration_)
         )
         self.feature_names_ = names
+        self._paths = None
         raw_valid = np.asarray(self.booster_.predict(Xv, raw_score=True), dtype=np.float64)
         choice = choose_calibrator(raw_valid, yv_arr, random_state=int(self.random_state))
         self.calibrator_ = choice.calibrator
@@ -188,9 +189,73 @@ class GradientBoostedScorer(Scorer):
         contrib = self.booster_.predict(self.frame(X), pred_contrib=True)
         return pd.DataFrame(contrib, index=X.index, columns=[*self.feature_names_, "bias"])
 
+    def _path_table(self) -> tuple[Any, np.ndarray, float]:
+        """Per-leaf feature contributions (sparse ``leaves x features``), tree offsets, bias."""
+        if getattr(self, "_paths", None) is None:
+            from scipy import sparse
+
+            rows: list[int] = []
+            cols: list[int] = []
+            vals: list[float] = []
+            offsets: list[int] = []
+            bias = 0.0
+            base = 0
+            for tree in self.booster_.dump_model()["tree_info"]:
+                root = tree["tree_structure"]
+                offsets.append(base)
+                bias += float(root.get("internal_value", root.get("leaf_value", 0.0)))
+                stack: list[tuple[dict, dict[int, float]]] = [(root, {})]
+                n_leaves = 0
+                while stack:
+                    node, acc = stack.pop()
+                    if "leaf_index" in node or "split_feature" not in node:
+                        leaf = base + int(node.get("leaf_index", 0))
+                        n_leaves += 1
+                        for f, v in acc.items():
+                            rows.append(leaf)
+                            cols.append(f)
+                            vals.append(v)
+                        continue
+                    f = int(node["split_feature"])
+                    parent = float(node["internal_value"])
+                    for child in (node["left_child"], node["right_child"]):
+                        value = float(child.get("internal_value", child.get("leaf_value", 0.0)))
+                        nxt = dict(acc)
+                        nxt[f] = nxt.get(f, 0.0) + value - parent
+                        stack.append((child, nxt))
+                base += n_leaves
+            table = sparse.csr_matrix(
+                (vals, (rows, cols)), shape=(base, len(self.feature_names_)), dtype=np.float64
+            )
+            self._paths = (table, np.asarray(offsets, dtype=np.int64), bias)
+        return self._paths
+
+    def path_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per-row feature contributions to the margin along each tree's decision path.
+
+        The change of the node value (log-odds) at every split is credited to the split's
+        feature (Saabas attribution). Rows sum, with column ``bias``, to the margin exactly,
+        like :meth:`contributions`, at a small fraction of TreeSHAP's cost; used for the
+        per-customer explanations of batch scoring and the API.
+        """
+        from scipy import sparse
+
+        table, offsets, bias = self._path_table()
+        leaves = np.asarray(self.booster_.predict(self.frame(X), pred_leaf=True), dtype=np.int64)
+        leaves = leaves.reshape(len(X), -1) + offsets[None, :]
+        n, t = leaves.shape
+        onehot = sparse.csr_matrix(
+            (np.ones(n * t), leaves.ravel(), np.arange(0, n * t + 1, t)), shape=(n, table.shape[0])
+        )
+        contrib = (onehot @ table).toarray()
+        out = pd.DataFrame(contrib, index=X.index, columns=self.feature_names_)
+        out["bias"] = bias
+        return out
+
     def explain(self, X: pd.DataFrame, k: int = 3) -> pd.DataFrame:
-        """Top-``k`` features pushing each score up and down (see :class:`models.base.Scorer`)."""
-        contrib = np.asarray(self.booster_.predict(self.frame(X), pred_contrib=True))[:, :-1]
+        """Top-``k`` features pushing each score up and down (see :class:`models.base.Scorer`),
+        from :meth:`path_contributions`."""
+        contrib = self.path_contributions(X).to_numpy()[:, :-1]
         ups, downs = top_k_names(contrib, self.feature_names_, k)
         return pd.DataFrame({TOP_UP: ups, TOP_DOWN: downs}, index=X.index)
 
@@ -250,6 +315,7 @@ class GradientBoostedScorer(Scorer):
             num_threads=meta["num_threads"],
         )
         obj.booster_ = lgb.Booster(model_file=str(path / BOOSTER_FILE))
+        obj._paths = None
         obj.feature_names_ = list(meta["feature_names"])
         obj.best_iteration_ = int(meta["best_iteration"])
         obj.calibrator_ = Calibrator.from_dict(meta["calibrator"])

@@ -134,6 +134,13 @@ class TestConversionIntent(ScorerContract):
         c = fitted.contributions(X_TEST.iloc[:40])
         np.testing.assert_allclose(c.sum(axis=1), fitted.predict_raw(X_TEST.iloc[:40]), atol=1e-9)
 
+    def test_path_contributions_sum_to_margin(self, fitted) -> None:
+        c = fitted.path_contributions(X_TEST.iloc[:200])
+        np.testing.assert_allclose(c.sum(axis=1), fitted.predict_raw(X_TEST.iloc[:200]), atol=1e-9)
+        # the features that matter get the weight: noise carries little
+        share = c.drop(columns="bias").abs().mean()
+        assert share["noise"] < share["sessions_30d"] / 3
+
     def test_recency_explains_the_recent(self, fitted) -> None:
         recent = X_TEST.assign(recency_days=1.0, orders_total=3, sessions_30d=2).iloc[:1]
         assert fitted.explain(recent).top_up.iloc[0][0] == "recency_days"
