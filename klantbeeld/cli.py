@@ -230,23 +230,24 @@ def recommend(
     record_sends: Annotated[
         bool, typer.Option(help="Record the exported items as sent (for the no-repeat rule).")
     ] = False,
+    model_path: Annotated[
+        Path | None,
+        typer.Option("--model", help="A saved recommender folder (default: the champion)."),
+    ] = None,
 ) -> None:
     """Export next-best-offers of a placement for an ESP send, one line per recipient."""
-    from serving.model_loading import load_next_best_offers
 
-    from serving.export import export_recommendations
+    from serving.export import run_recommend
 
     if fmt not in ("ndjson", "csv"):
         raise typer.BadParameter(f"--format must be ndjson or csv, got {fmt!r}")
-    settings = _settings(data)
-    model = load_next_best_offers(settings)
-    summary = export_recommendations(
-        settings,
+    summary = run_recommend(
+        _settings(data),
         placement,
         "all" if customers == "all" else Path(customers),
         out_file,
         fmt,  # type: ignore[arg-type]
-        model=model,
+        model_path=model_path,
         include_not_eligible=include_not_eligible,
         record_sends=record_sends,
     )
