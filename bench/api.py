@@ -22,7 +22,7 @@ its own scheduling delay.
 
 Usage::
 
-    nice python bench/api.py [--customers 50000] [--rate 1000] [--seconds 10]
+    nice python -m bench.api [--customers 50000] [--rate 1000] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -282,24 +282,24 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict:
         health = await wait_ready(args.port, args.startup_timeout)
         results["startup_s"] = round(time.perf_counter() - t0, 1)
         results["health"] = health["status"]
-        scenarios = {
-            "scores": (
-                "/v1/customers/{customer_id}/scores",
-                [f"/v1/customers/{rng.choice(all_ids)}/scores" for _ in range(5000)],
-            ),
-            "recommendations": (
-                "/v1/customers/{customer_id}/recommendations",
-                [
-                    f"/v1/customers/{rng.choice(consent)}/recommendations?placement=newsletter"
-                    for _ in range(5000)
-                ],
-            ),
-        }
-        for name, (route, paths) in scenarios.items():
-            await fixed_rate(args.port, paths[:200], 100, 2, 8, 5)  # warm-up
+        score_paths = [f"/v1/customers/{rng.choice(all_ids)}/scores" for _ in range(5000)]
+        rec_paths = [
+            f"/v1/customers/{rng.choice(consent)}/recommendations?placement=newsletter"
+            for _ in range(5000)
+        ]
+        scores_route = "/v1/customers/{customer_id}/scores"
+        recs_route = "/v1/customers/{customer_id}/recommendations"
+        scenarios = [
+            (f"scores@{args.rate:g}", scores_route, score_paths, args.rate),
+            (f"recommendations@{args.rate:g}", recs_route, rec_paths, args.rate),
+            (f"recommendations@{args.low_rate:g}", recs_route, rec_paths, args.low_rate),
+        ]
+        for name, route, paths, rate in scenarios:
+            await fixed_rate(args.port, paths[:100], 50, 2, 8, 10)  # warm-up
+            await asyncio.sleep(1)
             before = (await scrape(args.port))[("GET", route)]
             res = await fixed_rate(
-                args.port, paths, args.rate, args.seconds, args.connections, args.grace
+                args.port, paths, rate, args.seconds, args.connections, args.grace
             )
             after = (await scrape(args.port))[("GET", route)]
             res.update(server_quantiles(before, after))
@@ -344,6 +344,12 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=ROOT / "var" / "bench" / "api")
     p.add_argument("--rate", type=float, default=1000.0, help="requests per second")
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument(
+        "--low-rate",
+        type=float,
+        default=20.0,
+        help="second, sustainable rate (req/s) for the recommendations route",
+    )
     p.add_argument("--connections", type=int, default=64, help="client keep-alive sockets")
     p.add_argument("--grace", type=float, default=10.0, help="seconds allowed after the last")
     p.add_argument("--batches", type=int, default=20)

@@ -8,6 +8,7 @@ generated 300-customer shop with a quickly trained recommender.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 from collections.abc import Sequence
@@ -22,10 +23,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from features import contract as c
+from klantbeeld.errors import ConfigError
 from klantbeeld.settings import Settings
 from serving.api.app import create_app
 from serving.api.artifacts import RecommendationService
 from serving.api.audience import AudienceIndex, normalise_email, normalise_phone
+from serving.api.batcher import MicroBatcher
 from serving.api.deps import get_audience, get_now, get_recommender, get_scores, get_state
 from serving.api.metrics import BUCKETS, LatencyHistogram
 from serving.api.scores import ScoreIndex
@@ -302,6 +305,40 @@ def test_batch_equals_singles(world):
     assert (body["n_recipients"], body["n_eligible"], body["n_sends_recorded"]) == (4, 2, 0)
     singles = [_recs(client, cid) for cid in ["C1", "C2", "C999", "C3"]]
     assert body["results"] == singles
+
+
+def test_concurrent_single_requests_are_computed_in_one_call():
+    context = RecContext.from_events(NOW, CUSTOMERS, ITEMS, EVENTS)
+    service = RecommendationService(
+        context, FakeModel(CUSTOMERS[c.CUSTOMER_ID]), load_placements(), None
+    )
+    calls: list[list[str]] = []
+    plain = service.recommend
+
+    def spy(ids, placement, *, n=None, now=None):
+        calls.append(list(ids))
+        return plain(ids, placement, n=n, now=now)
+
+    service.recommend = spy  # type: ignore[method-assign]
+    ids = ["C1", "C2", "C999", "C3", "C1"]
+
+    async def main():
+        batcher = MicroBatcher()
+        got = await asyncio.gather(
+            *(batcher.recommend(service, cid, "newsletter", 4, NOW) for cid in ids)
+        )
+        bad = await asyncio.gather(
+            batcher.recommend(service, "C1", "nope", None, NOW), return_exceptions=True
+        )
+        await batcher.close()
+        return got, bad
+
+    got, bad = asyncio.run(main())
+    assert calls == [ids, ["C1"]]  # five requests, one call (then the bad placement)
+    assert [r.customer_id for r in got] == ids
+    singles = {cid: plain([cid], "newsletter", n=4, now=NOW)[0] for cid in ids}
+    assert got == [singles[cid] for cid in ids]
+    assert isinstance(bad[0], ConfigError) and "nope" in str(bad[0])
 
 
 def test_batch_bounds_are_422(world):

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from klantbeeld.settings import Settings, get_settings
 from serving.api.artifacts import load_artifacts
+from serving.api.batcher import MicroBatcher
 from serving.api.errors import install_error_handlers
 from serving.api.metrics import LatencyHistogram, LatencyMiddleware
 from serving.api.routes import api_router
@@ -46,7 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.artifacts = load_artifacts(settings)
-        yield
+        try:
+            yield
+        finally:
+            await app.state.batcher.close()
 
     app = FastAPI(
         title="klantbeeld",
@@ -55,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.batcher = MicroBatcher()
     app.include_router(api_router)
     install_error_handlers(app)
     app.state.metrics = LatencyHistogram(_route_keys(app), settings.metrics_dir)

@@ -22,6 +22,7 @@ from serving.api.artifacts import (
     RecommendationService,
 )
 from serving.api.audience import AudienceIndex
+from serving.api.batcher import MicroBatcher
 from serving.api.scores import ScoreIndex
 from serving.state import StateStore
 
@@ -71,6 +72,11 @@ async def get_audience(art: ArtifactsDep) -> AudienceIndex:
     return art.audience
 
 
+async def get_batcher(request: Request) -> MicroBatcher:
+    """Coalesces concurrent single-recipient recommendation requests (``app.state``)."""
+    return request.app.state.batcher
+
+
 async def get_now() -> datetime:
     """The reference instant of a request: the current time, naive UTC."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -82,10 +88,12 @@ RecommenderDep = Annotated[RecommendationService, Depends(get_recommender)]
 StateDep = Annotated[StateStore, Depends(get_state)]
 AudienceDep = Annotated[AudienceIndex, Depends(get_audience)]
 NowDep = Annotated[datetime, Depends(get_now)]
+BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
 
 __all__ = [
     "ArtifactsDep",
     "AudienceDep",
+    "BatcherDep",
     "NowDep",
     "RecommenderDep",
     "ScoresDep",
@@ -94,6 +102,7 @@ __all__ = [
     "get_api_settings",
     "get_artifacts",
     "get_audience",
+    "get_batcher",
     "get_now",
     "get_recommender",
     "get_scores",

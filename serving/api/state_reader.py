@@ -50,7 +50,9 @@ class FastStateReader:
         self._local = threading.local()
         self._ready = False
         # Shared empty answers (read-only: the rules never modify an overlay frame).
-        self._none = {cols: _empty(cols) for cols in (_SEND_COLS, _PURCHASE_COLS)}
+        self._none: dict[tuple[str, ...], pd.DataFrame] = {
+            cols: _empty(cols) for cols in (_SEND_COLS, _PURCHASE_COLS)
+        }
 
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)

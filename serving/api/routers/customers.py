@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from serving.api.deps import NowDep, RecommenderDep, ScoresDep
+from serving.api.deps import BatcherDep, NowDep, RecommenderDep, ScoresDep
 from serving.api.errors import NotFoundError
 from serving.api.responses import json_response
 from serving.api.schemas import (
@@ -43,6 +43,7 @@ async def customer_scores(customer_id: CustomerIdPath, scores: ScoresDep):
 async def customer_recommendations(
     customer_id: CustomerIdPath,
     recommender: RecommenderDep,
+    batcher: BatcherDep,
     now: NowDep,
     placement: Annotated[str, Query(min_length=1, max_length=64)] = "newsletter",
     n: Annotated[int | None, Query(ge=1, le=MAX_ITEMS)] = None,
@@ -50,6 +51,7 @@ async def customer_recommendations(
     """Next-best-offers of one customer for a placement (business rules and consent
     applied). A customer who may not receive the placement gets ``eligible: false`` and
     a reason -- never an error, also for unknown customers. 422 for an unknown placement.
+    Concurrent requests are computed together (:mod:`serving.api.batcher`).
     """
-    (result,) = recommender.recommend([customer_id], placement, n=n, now=now)
+    result = await batcher.recommend(recommender, customer_id, placement, n, now)
     return json_response(RecipientRecommendations.model_validate(result))
