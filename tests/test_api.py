@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -588,3 +589,21 @@ def test_real_app_serves_scores_audience_and_recommendations(served):
             json={"events": [{"type": "purchase", "customer_id": cid, "item_id": first}]},
         )
         assert first not in _items(_recs(client, cid, n=6))
+
+
+def test_serve_hands_the_same_settings_to_worker_processes(tmp_path, monkeypatch):
+    from serving.api.serve import settings_env
+
+    original = Settings(
+        home=tmp_path / "h",
+        data_dir=tmp_path / "d",
+        seed=7,
+        recommender_event_weights={"purchase": 4.0},
+        phone_country_code="32",
+    )
+    for key in list(os.environ):
+        if key.startswith("KLANTBEELD_"):
+            monkeypatch.delenv(key)
+    for key, value in settings_env(original).items():
+        monkeypatch.setenv(key, value)
+    assert Settings().model_dump() == original.model_dump()
