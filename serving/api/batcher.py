@@ -17,14 +17,18 @@ import contextlib
 import functools
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any, TypeVar
 
 from klantbeeld.errors import KlantbeeldError
 from serving.api.artifacts import RecommendationService
 from serving.next_best_offer import RecipientResult
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Requests per coalesced call at most.
 MAX_BATCH = 256
@@ -74,10 +78,20 @@ class MicroBatcher:
         queue.put_nowait(((id(service), placement, n), service, customer_id, now, fut))
         return await fut
 
-    async def _consume(self, queue: asyncio.Queue[_Job]) -> None:
-        loop = asyncio.get_running_loop()
+    def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, "kb-recommend")
+        return self._executor
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` on the recommendation thread, after the calls queued
+        before it. Every model and rule call of a worker runs on that one thread, so the
+        model and context objects are never used by two threads at once."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool(), functools.partial(fn, *args, **kwargs))
+
+    async def _consume(self, queue: asyncio.Queue[_Job]) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             jobs = [await queue.get()]
             while not queue.empty() and len(jobs) < self.max_batch:
@@ -91,7 +105,7 @@ class MicroBatcher:
                 now = max(job[3] for job in group)
                 try:
                     call = functools.partial(service.recommend, ids, placement, n=n, now=now)
-                    results = await loop.run_in_executor(self._executor, call)
+                    results = await loop.run_in_executor(self._pool(), call)
                 except Exception as exc:  # handed to every waiting request
                     for job in group:
                         if not job[4].done():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.api.deps import NowDep, RecommenderDep
+from serving.api.deps import BatcherDep, NowDep, RecommenderDep
 from serving.api.responses import json_response
 from serving.api.schemas import BatchRequest, BatchResponse, RecipientRecommendations
 
@@ -12,17 +12,22 @@ router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
 
 
 @router.post("/batch", response_model=BatchResponse)
-def batch_recommendations(body: BatchRequest, recommender: RecommenderDep, now: NowDep):
+async def batch_recommendations(
+    body: BatchRequest, recommender: RecommenderDep, batcher: BatcherDep, now: NowDep
+):
     """One result per distinct recipient, in request order (one vectorised pass).
 
     Recipients who may not receive the placement (no consent, unknown customer, empty
     cart) get ``eligible: false`` with the reason. With ``record_sends`` the returned items
-    are stored as sent at once. Runs in the thread pool: it may take tens of ms.
+    are stored as sent at once. Runs on the worker's recommendation thread (it may take
+    hundreds of ms), so the event loop keeps serving other requests meanwhile.
     """
-    results = recommender.recommend(body.customer_ids, body.placement, n=body.n, now=now)
+    results = await batcher.call(
+        recommender.recommend, body.customer_ids, body.placement, n=body.n, now=now
+    )
     recorded = 0
     if body.record_sends:
-        recorded = recommender.record_sends(results, body.placement, now)
+        recorded = await batcher.call(recommender.record_sends, results, body.placement, now)
     out = [RecipientRecommendations.model_validate(r) for r in results]
     return json_response(
         BatchResponse(
