@@ -199,3 +199,17 @@ def test_normalize_as_of():
     assert normalize_as_of(datetime(2024, 7, 1).date()) == datetime(2024, 7, 1)
     with pytest.raises(ValueError, match="as_of"):
         normalize_as_of("first of July")
+
+
+def test_packed_counts_equal_plain_counts(shop_dir):
+    # the event pass packs up to 3 counts into one integer sum; the fallback used when a
+    # customer has >= 2**21 events before T (per_sum=1) must give identical columns
+    from features import snapshot as s
+
+    shop = open_shop(shop_dir, now=NOW)
+    exp = s._expansions(shop, T)
+    packed = s._finish_customer(s._run(shop, fg.CUSTOMER, T, exp))
+    plain = s._finish_customer(s._run(shop, "customer_unpacked", T, exp))
+    pd.testing.assert_frame_equal(packed, plain)
+    assert row(packed, "a")["product_views_90d"] == 2
+    assert s.customer_features(shop, T).equals(build_snapshot(shop, T).customer)
