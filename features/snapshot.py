@@ -5,13 +5,14 @@ tables (customer, customer x category, customer x item) whose columns are declar
 :mod:`features.feature_groups`. Point in time: only events with ``ts < T`` and customers
 with ``created_at < T`` are read; per-item median cycles come from the same history.
 
-Work split: every aggregate over events (the expensive part) is one Ibis expression,
-compiled by the backend into conditional aggregates (``FILTER``) with one pass per
-grain (events, sessions, orders, category lines); the per-customer arithmetic that
-follows (days between timestamps, ratios, lifecycle rule) runs vectorised in pandas on
-the aggregated rows. Money is summed in whole cents and interval moments in whole
-seconds, so results do not depend on the order in which threads combine partial sums:
-the same data give the same bytes.
+Work split: the customer table is one Ibis expression — an event pass over integer
+codes (event type, channel, category compared once per row; mutually exclusive counts
+packed into shared integer sums, see :class:`_Counters`), a session pass and an order
+pass, joined to the customers, with all per-customer arithmetic (days between
+timestamps, ratios, lifecycle rule) computed in the engine; pandas receives finished
+columns. Money is summed in whole cents and interval moments in whole seconds, so
+results do not depend on the order in which threads combine partial sums: the same
+data give the same bytes. :func:`customer_features` builds the customer table alone.
 """
 
 from __future__ import annotations
