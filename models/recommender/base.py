@@ -29,7 +29,7 @@ RECOMMENDERS: dict[str, type[Recommender]] = {}
 _PARAMS_FILE = "params.json"
 _BLOCK_CELLS = 4_000_000  # users × items scored at once (16 MB of float32)
 _SPARSE_BLOCK_USERS = 50_000  # users per block on the sparse-score path
-_WIDE_BLOCK = 32  # columns per block of the wide-row top-n threshold
+_WIDE_BLOCK = 8  # columns per group of the wide-row top-n threshold
 
 
 class Recommender:
@@ -241,7 +241,7 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Return the ``n`` best columns per row of a dense score matrix, best first.
 
     Ties are broken by the lower item position, so the result is deterministic.
-    Entries equal to ``-inf`` (or NaN) are never returned: their id is ``-1``.
+    Entries equal to ``-inf`` (or NaN, ``+inf``) are never returned: their id is ``-1``.
 
     Parameters
     ----------
@@ -253,68 +253,124 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     ids : ndarray of int32, shape (n_rows, n)
     values : ndarray of float32, shape (n_rows, n)
     """
-    scores = np.where(np.isnan(scores), -np.inf, scores).astype(np.float32, copy=False)
+    scores = np.asarray(scores, dtype=np.float32)
     n_rows, n_items = scores.shape
     k = min(n, n_items)
     if n_rows and n_items >= _WIDE_BLOCK * 4 * max(k, 1):
         return _top_n_wide(scores, n, k)
     ids = np.full((n_rows, n), -1, dtype=np.int32)
     vals = np.full((n_rows, n), -np.inf, dtype=np.float32)
-    if n_rows == 0:
+    if n_rows == 0 or k == 0:
         return ids, vals
-    if k < n_items:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(n_items), (n_rows, n_items))
-    sub = np.take_along_axis(scores, part, 1)
-    order = np.lexsort((part, -sub), axis=1)
-    ids[:, :k] = np.take_along_axis(part, order, 1)
-    vals[:, :k] = np.take_along_axis(sub, order, 1)
-    if k < n_items:
-        # rows where more than k finite items tie with the k-th value: break ties by position
-        kth = vals[:, k - 1 : k]
-        mask = (scores >= kth) & np.isfinite(scores)
-        for r in np.flatnonzero(mask.sum(axis=1) > k):
-            cols = np.flatnonzero(mask[r])
-            sel = np.lexsort((cols, -scores[r, cols]))[:k]
-            ids[r, :k] = cols[sel]
-            vals[r, :k] = scores[r, cols[sel]]
-    bad = ~np.isfinite(vals)
-    ids[bad] = -1
-    vals[bad] = -np.inf
+    cols = np.broadcast_to(np.arange(n_items, dtype=np.int64), scores.shape)
+    ids[:, :k], vals[:, :k] = _top_keys(desc_keys(scores, cols), k)
     return ids, vals
 
 
-def _top_n_wide(scores: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``top_n`` for wide rows: a threshold from block maxima, then a sparse top-n.
+def desc_keys(values: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """int64 sort keys whose ascending order is: value descending, then column ascending.
 
-    The ``k``-th largest of the row's block maxima is a lower bound of the row's ``k``-th
-    largest score (``k`` blocks each hold an entry at least that large), so every entry
-    of the top ``k`` is ``>=`` it; only those entries (a few per block that holds one)
-    are sorted. Same result as the partition path, ties included.
+    The high 32 bits hold the float32 value mapped to an order-reversing integer, the
+    low 32 bits the column, so one integer sort (or partition) orders ``(-value, col)``
+    exactly -- ties included -- and both can be read back (:func:`decode_keys`).
+    Non-finite values get :data:`PAD_KEY` (they sort last and are never returned).
+    ``-0.0`` is read as ``+0.0``.
+
+    Parameters
+    ----------
+    values : ndarray of float (cast to float32)
+    cols : ndarray of int, same shape, ``0 <= col < 2**31``
+
+    Returns
+    -------
+    ndarray of int64, same shape
+    """
+    v = np.asarray(values, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0
+    i = v.view(np.int32)
+    mono = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))  # ascending with the value
+    keys = (~mono).astype(np.int64)
+    keys <<= 32
+    keys |= cols
+    keys[~np.isfinite(v)] = PAD_KEY
+    return keys
+
+
+def decode_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns (int32, ``-1`` for pads) and values (float32, ``-inf`` for pads) of keys."""
+    pad = keys == PAD_KEY
+    cols = (keys & 0xFFFFFFFF).astype(np.int32)
+    mono = ~((keys >> 32).astype(np.int32))
+    vals = (mono ^ ((mono >> 31) & np.int32(0x7FFFFFFF))).view(np.float32)
+    cols[pad] = -1
+    vals[pad] = -np.inf
+    return cols, vals
+
+
+#: Sort key of an empty slot (after every real key).
+PAD_KEY = np.iinfo(np.int64).max
+
+
+def _top_keys(keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` smallest keys per row, sorted, decoded (``k <= keys.shape[1]``)."""
+    keys = np.partition(keys, k - 1, axis=1)[:, :k] if k < keys.shape[1] else keys.copy()
+    keys.sort(axis=1)
+    return decode_keys(keys)
+
+
+def _top_n_wide(scores: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_n`` for wide rows: only the ``k`` column groups with the largest maxima are ranked.
+
+    The columns are split into ``G = n_items // _WIDE_BLOCK`` strided groups (column
+    ``j`` in group ``j % G``; the last ``n_items % _WIDE_BLOCK`` columns are ranked
+    always). The ``k``-th largest group maximum ``t`` of a row is a lower bound of its
+    ``k``-th largest score (``k`` groups each hold an entry at least that large), so every
+    entry of the top ``k`` lies in a group whose maximum is ``>= t``. When exactly ``k``
+    groups reach ``t`` (the usual case) only those are ranked; rows where more groups tie
+    at ``t`` are ranked in full. Same result as the partition path, ties included.
     """
     n_rows, n_items = scores.shape
-    n_blocks = n_items // _WIDE_BLOCK
-    head = scores[:, : n_blocks * _WIDE_BLOCK].reshape(n_rows, n_blocks, _WIDE_BLOCK)
-    maxima = head.max(axis=2)
-    if n_blocks * _WIDE_BLOCK < n_items:
-        maxima = np.hstack([maxima, scores[:, n_blocks * _WIDE_BLOCK :].max(axis=1)[:, None]])
-    thresh = -np.partition(-maxima, k - 1, axis=1)[:, k - 1]
-    sel = scores >= thresh[:, None]
-    sel &= scores > -np.inf
-    rows, cols = np.nonzero(sel)
-    sub = sparse.csr_matrix(
-        (scores[rows, cols], cols, np.r_[0, np.cumsum(sel.sum(axis=1))]), shape=scores.shape
-    )
-    return top_n_sparse(sub, n)
+    groups = n_items // _WIDE_BLOCK
+    width = groups * _WIDE_BLOCK
+    head = scores[:, :width].reshape(n_rows, _WIDE_BLOCK, groups)
+    maxima = head.max(axis=1)
+    tail_bad = width < n_items and not np.isfinite(scores[:, width:]).all()
+    if np.isnan(maxima).any() or np.isposinf(maxima).any() or tail_bad:
+        # NaN and +inf are never returned: as -inf they cannot distort the thresholds
+        scores = np.where(np.isfinite(scores), scores, -np.inf).astype(np.float32)
+        head = scores[:, :width].reshape(n_rows, _WIDE_BLOCK, groups)
+        maxima = head.max(axis=1)
+    grp = np.argpartition(-maxima, k - 1, axis=1)[:, :k]
+    thresh = np.take_along_axis(maxima, grp, 1).min(axis=1)
+    tied = ((maxima >= thresh[:, None]).sum(axis=1) > k) & (thresh > -np.inf)
+    member = np.arange(_WIDE_BLOCK)[None, :, None]
+    vals = head[np.arange(n_rows)[:, None, None], member, grp[:, None, :]].reshape(n_rows, -1)
+    cols = (member * groups + grp[:, None, :]).reshape(n_rows, -1)
+    if width < n_items:
+        vals = np.hstack([vals, scores[:, width:]])
+        tail = np.broadcast_to(np.arange(width, n_items), (n_rows, n_items - width))
+        cols = np.hstack([cols, tail])
+    ids = np.full((n_rows, n), -1, dtype=np.int32)
+    out = np.full((n_rows, n), -np.inf, dtype=np.float32)
+    ids[:, :k], out[:, :k] = _top_keys(desc_keys(vals, cols), k)
+    for r in np.flatnonzero(tied):  # rare: more than k groups reach the threshold
+        full = desc_keys(scores[r : r + 1], np.arange(n_items)[None, :])
+        ids[r, :k], out[r, :k] = (a[0] for a in _top_keys(full, k))
+    return ids, out
+
+
+#: Rows of at most this many stored entries are ranked as a padded dense block.
+_NARROW_ROW = 512
+_PAD_ROWS = 8_192  # rows per padded block
 
 
 def top_n_sparse(scores: sparse.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`top_n` over the stored entries of a sparse score matrix (others: not proposed).
 
     The same result as ``top_n`` on the dense matrix with ``-inf`` for absent entries
-    (ties broken by the lower item position, ``-inf``/NaN entries never returned), in
-    ``O(nnz log nnz)`` instead of ``O(n_rows * n_items)``.
+    (ties broken by the lower item position, non-finite entries never returned), in
+    ``O(nnz log n)``: each row's entries are packed into a padded block of sort keys
+    (:func:`desc_keys`) and partitioned per row; rows with more than ``_NARROW_ROW``
+    entries are sorted on their own.
 
     Parameters
     ----------
@@ -332,20 +388,37 @@ def top_n_sparse(scores: sparse.csr_matrix, n: int) -> tuple[np.ndarray, np.ndar
     ids = np.full((n_rows, n), -1, dtype=np.int32)
     vals = np.full((n_rows, n), -np.inf, dtype=np.float32)
     data = m.data.astype(np.float32, copy=False)
-    row = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(m.indptr))
+    lens = np.diff(m.indptr)
+    row = np.repeat(np.arange(n_rows, dtype=np.int64), lens)
+    col = m.indices
     ok = np.isfinite(data)
-    row, col, data = row[ok], m.indices[ok], data[ok]
+    if not ok.all():
+        row, col, data = row[ok], col[ok], data[ok]
+        lens = np.bincount(row, minlength=n_rows)
     if len(row) == 0:
         return ids, vals
-    # canonical CSR: entries already ordered by (row, col); a stable sort by (row, -score)
-    # keeps the lower column first among ties
-    order = np.lexsort((-data, row))
-    row, col, data = row[order], col[order], data[order]
-    starts = np.r_[0, np.cumsum(np.bincount(row, minlength=n_rows))[:-1]]
-    rank = np.arange(len(row)) - starts[row]
-    keep = rank < n
-    ids[row[keep], rank[keep]] = col[keep]
-    vals[row[keep], rank[keep]] = data[keep]
+    starts = np.r_[0, np.cumsum(lens)[:-1]]
+    slot = np.arange(len(row)) - starts[row]
+    keys = desc_keys(data, col)
+    narrow = lens <= _NARROW_ROW
+    for lo in range(0, n_rows, _PAD_ROWS):
+        hi = min(lo + _PAD_ROWS, n_rows)
+        rs = np.arange(lo, hi)[narrow[lo:hi]]
+        if len(rs) == 0:
+            continue
+        width = int(lens[rs].max())
+        if width == 0:
+            continue
+        a, b = starts[lo], starts[hi - 1] + lens[hi - 1]
+        sel = narrow[row[a:b]]
+        block = np.full((hi - lo, width), PAD_KEY, dtype=np.int64)
+        block[row[a:b][sel] - lo, slot[a:b][sel]] = keys[a:b][sel]
+        k = min(n, width)
+        ids[lo:hi, :k], vals[lo:hi, :k] = _top_keys(block, k)
+    for r in np.flatnonzero(~narrow):
+        a, b = starts[r], starts[r] + lens[r]
+        k = min(n, b - a)
+        ids[r, :k], vals[r, :k] = (x[0] for x in _top_keys(keys[None, a:b], k))
     return ids, vals
 
 
