@@ -248,6 +248,19 @@ class RecContext:
         """Codes of item ids (``-1`` for unknown items); fast for categorical input."""
         return index_codes(self.item_index, ids)
 
+    def item_codes_for(self, index: pd.Index) -> np.ndarray:
+        """Codes of every id of ``index`` (a model's item catalogue), cached per index object.
+
+        A recommender's item positions map to context codes by one ``take`` through this
+        array; it is computed once per (context, index) pair, not per request.
+        """
+        cache = self.__dict__.setdefault("_item_code_cache", {})
+        hit = cache.get(id(index))
+        if hit is None or hit[0] is not index:
+            hit = (index, index_codes(self.item_index, index))  # keeps the index alive
+            cache[id(index)] = hit
+        return hit[1]
+
     def pair_keys(self, customer_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
         """int64 keys of (customer, item) code pairs; ``-1`` where either code is unknown."""
         keys = customer_codes.astype(np.int64) * self.n_items + item_codes

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ import pandas as pd
 from features import contract as c
 from klantbeeld.errors import NotTrainedError
 from klantbeeld.settings import Settings
+from models.recommender.block import CandidateBlock
 from serving.context import RecContext
 from serving.placements import Placement, PlacementConfig, load_placements
 from serving.rules import (
@@ -67,6 +68,21 @@ class CandidateModel(Protocol):
 
     def rank(self, candidates: pd.DataFrame) -> pd.DataFrame:
         """Final ``score`` per (customer, item), sorted per customer."""
+        ...
+
+
+@runtime_checkable
+class BlockCandidateModel(Protocol):
+    """A recommender that also gives ranked candidates as 2-D arrays (the batch path)."""
+
+    def candidate_block(
+        self,
+        customer_ids: Sequence[str] | np.ndarray | pd.Index,
+        n_per_source: int = 50,
+        *,
+        sources: Sequence[str] | None = None,
+    ) -> CandidateBlock:
+        """Ranked candidates of these customers, sources restricted to ``sources``."""
         ...
 
 
@@ -276,6 +292,8 @@ def recommend_frame(
         Customers, items, purchase and send history (see :mod:`serving.context`).
     model : CandidateModel, optional
         Fitted recommender; asked only for recipients who may receive the placement.
+        One that also has ``candidate_block`` (:class:`BlockCandidateModel`, e.g.
+        ``NextBestOffers``) is asked for 2-D arrays instead of a long frame.
     candidates : DataFrame, optional
         Ready ranked candidates (``customer_id, item_id, score[, source, reason]``); used
         instead of ``model``.
@@ -293,17 +311,22 @@ def recommend_frame(
     pl = resolve_placement(placement, placements)
     recipients = recipient_index(customers)
     when = now if now is not None else context.now
+    ranked: pd.DataFrame | CandidateBlock | None = candidates
     if candidates is None and model is not None:
         ok, _ = eligibility(context.customer_codes(recipients), pl, context)
         asked = recipients[ok]
-        if len(asked):
+        if len(asked) and isinstance(model, BlockCandidateModel):
+            ranked = model.candidate_block(
+                asked, n_per_source=pl.n_per_source, sources=pl.candidate_sources
+            )
+        elif len(asked):
             raw = model.candidates(list(asked), n_per_source=pl.n_per_source)
             if SOURCE in raw.columns:
                 raw = raw[raw[SOURCE].isin(pl.candidate_sources)]
-            candidates = model.rank(raw) if len(raw) else raw
+            ranked = model.rank(raw) if len(raw) else raw
     sends, purchases = _state_overlay(state, list(recipients), pl, context, when)
     return apply_rules(
-        candidates,
+        ranked,
         recipients,
         pl,
         context,
@@ -402,6 +425,7 @@ def _item(row: dict[Any, Any]) -> RecommendedItem:
 
 
 __all__ = [
+    "BlockCandidateModel",
     "CandidateModel",
     "load_next_best_offers",
     "RecipientResult",

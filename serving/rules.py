@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from features import contract as c
+from models.recommender.block import CandidateBlock
 from serving.content_blocks import choose_content_blocks
 from serving.context import (
     DAY_NS,
@@ -355,6 +356,12 @@ class _Labels:
             self.labels.append(label)
         return self._index[label]
 
+    def table(self, labels: np.ndarray) -> int:
+        """Append a whole table of labels; return the code of its first entry."""
+        offset = len(self.labels)
+        self.labels.extend(labels.tolist())
+        return offset
+
     def codes(self, values: pd.Series) -> np.ndarray:
         codes, uniques = pd.factorize(values)
         mapping = np.array([self.code(str(u)) for u in uniques] + [self.code(FOR_YOU)])
@@ -362,7 +369,7 @@ class _Labels:
 
 
 def apply_rules(
-    candidates: pd.DataFrame | None,
+    candidates: pd.DataFrame | CandidateBlock | None,
     customers: Sequence[str] | np.ndarray | pd.Index,
     placement: Placement,
     context: RecContext,
@@ -375,11 +382,14 @@ def apply_rules(
 
     Parameters
     ----------
-    candidates : DataFrame or None
+    candidates : DataFrame, CandidateBlock or None
         Ranked candidates ``customer_id, item_id, score`` (higher is better) with optional
         ``source`` (rows of sources the placement does not list are dropped) and
         ``reason`` (missing -> ``for_you``). Several rows per (customer, item) are allowed;
-        the best one counts. ``None``: no model candidates (fallback only).
+        the best one counts. A :class:`~models.recommender.block.CandidateBlock` (the
+        batch path: rows already ranked, one per customer, sources already filtered)
+        gives the same result without a long frame. ``None``: no model candidates
+        (fallback only).
     customers : sequence of str
         Recipients, in output order (duplicates are dropped).
     placement : Placement
@@ -417,7 +427,9 @@ def apply_rules(
             eligible &= has_cart
             why[newly] = EMPTY_CART
         parts.append(cart_rows)
-    if candidates is not None and len(candidates):
+    if isinstance(candidates, CandidateBlock):
+        parts.append(_block_rows(candidates, recipients, placement, context, labels))
+    elif candidates is not None and len(candidates):
         parts.append(_model_rows(candidates, recipients, placement, context, labels))
     rows = _Rows.concat(parts) if parts else _empty_rows()
     rows = rows.take(np.flatnonzero(eligible[rows.pos]))
@@ -551,6 +563,41 @@ def _model_rows(
     )
     rows = _sorted(rows)
     return rows.take(np.flatnonzero(_rank_sorted(rows.pos) < placement.max_candidates))
+
+
+def _block_rows(
+    block: CandidateBlock,
+    recipients: pd.Index,
+    placement: Placement,
+    context: RecContext,
+    labels: _Labels,
+) -> _Rows:
+    """Encode a candidate block: the same rows as :func:`_model_rows` on its long frame.
+
+    Item positions map to context codes through one cached array; rows stay in the
+    block's order (customer, then rank), the first ``max_candidates`` usable ones each.
+    """
+    if len(block) == 0 or block.items.shape[1] == 0:
+        return _empty_rows()
+    pos = index_codes(recipients, block.customer_ids)
+    codes = context.item_codes_for(block.item_index)
+    has = block.items >= 0
+    item = np.where(has, codes[np.maximum(block.items, 0)], -1)
+    n_unknown = int((has & (item < 0) & (pos >= 0)[:, None]).sum())
+    if n_unknown:
+        log.warning("%d candidate rows name items missing from the catalogue; dropped", n_unknown)
+    ok = (item >= 0) & np.isfinite(block.score) & (pos >= 0)[:, None]
+    ok &= np.cumsum(ok, axis=1) <= placement.max_candidates
+    r, k = np.nonzero(ok)
+    offset = labels.table(block.reason_labels)
+    rows = _Rows(
+        pos[r].astype(np.int64),
+        item[r, k],
+        block.score[r, k].astype(float),
+        np.full(len(r), _TIER_MODEL, dtype=np.int8),
+        block.reason[r, k].astype(np.int64) + offset,
+    )
+    return _sorted(rows)
 
 
 def _cart_rows(

@@ -26,6 +26,14 @@ from scipy import sparse
 from features import contract as c
 from models.recommender.als import ALSRecommender
 from models.recommender.base import Recommender, load_array, save_array
+from models.recommender.block import (
+    FIXED_REASONS,
+    SOURCE_REASON,
+    CandidateBlock,
+    merge_lists,
+    reason_table,
+    sort_rows,
+)
 from models.recommender.buy_again import BuyAgainRecommender, due_probability_matrix
 from models.recommender.ease import EASERecommender
 from models.recommender.interactions import (
@@ -37,7 +45,13 @@ from models.recommender.interactions import (
 )
 from models.recommender.item_knn import ItemKNNRecommender
 from models.recommender.popularity import CategoryPopularityRecommender, PopularityRecommender
-from models.recommender.ranker import CandidateRanker, Candidates, gather, top_k
+from models.recommender.ranker import (
+    ABSENT_RANK_PAD,
+    CandidateRanker,
+    Candidates,
+    gather,
+    top_k,
+)
 from models.recommender.recent import RecentlyViewedRecommender
 
 log = logging.getLogger(__name__)
@@ -300,7 +314,7 @@ class NextBestOffers:
             for name, m in self.models_.items()
         }
 
-    def positions(self, customer_ids: Sequence[str]) -> np.ndarray:
+    def positions(self, customer_ids: Sequence[str] | np.ndarray | pd.Index) -> np.ndarray:
         """Row positions of ``customer_ids``; unknown customers map to the empty row."""
         pos = self.ids_.user_pos(np.asarray(customer_ids, dtype=object))
         pos[pos < 0] = len(self.ids_.users)
@@ -424,7 +438,9 @@ class NextBestOffers:
                 c.ITEM_ID: self.ids_.items.to_numpy()[sub.items],
                 "score": self.ranker_.blend(sub),
                 "source": src,
-                "reason": self._reasons(sub, src),
+                "reason": self.reason_labels()[
+                    self._reason_codes(sub.users, sub.items, primary, sub.sources)
+                ],
             }
         )
         if with_features:
@@ -432,30 +448,125 @@ class NextBestOffers:
             out = pd.concat([out, pd.DataFrame(x, columns=names)], axis=1)
         return out
 
-    def _reasons(self, cands: Candidates, src: np.ndarray) -> np.ndarray:
-        reason = np.empty(len(src), dtype=object)
-        fixed = {
-            "als": "for_you",
-            "ease": "for_you",
-            "buy_again": "bought_before",
-            "recently_viewed": "viewed",
-        }
-        for name, text in fixed.items():
-            reason[src == name] = text
-        reason[src == "popular"] = "popular_in:all"
-        seg = src == "popular_in_segment"
-        if seg.any():
-            m = cast(CategoryPopularityRecommender, self.models_["popular_in_segment"])
-            top = m.top_category(self.history_[cands.users[seg]])
-            names = np.asarray(self.category_names_ + ["all"], dtype=object)
-            reason[seg] = "popular_in:" + names[np.where(top < 0, len(names) - 1, top)]
-        knn = src == "item_knn"
-        if knn.any():
-            knn_model = cast(ItemKNNRecommender, self.models_["item_knn"])
-            srcs = knn_model.explain(cands.users[knn], self.history_, cands.items[knn])
-            item_names = self.ids_.items.to_numpy()
-            reason[knn] = [f"similar_to:{item_names[j]}" if j >= 0 else "for_you" for j in srcs]
-        return reason
+    def reason_labels(self) -> np.ndarray:
+        """Reason texts by code (see :func:`models.recommender.block.reason_table`)."""
+        table = getattr(self, "_reason_labels", None)
+        if table is None or len(table) != 4 + len(self.category_names_) + len(self.ids_.items):
+            table = reason_table(self.category_names_, self.ids_.items)
+            self._reason_labels = table
+        return table
+
+    def _reason_codes(
+        self, users: np.ndarray, items: np.ndarray, primary: np.ndarray, sources: Sequence[str]
+    ) -> np.ndarray:
+        """Reason code of each (user position, item position) pair from its primary source.
+
+        ``primary`` indexes ``sources``. ``item_knn`` pairs are explained by the history
+        item that contributes most (``similar_to:<item>``, ``for_you`` when none);
+        ``popular_in_segment`` pairs by the user's top category.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        code = np.zeros(len(users), dtype=np.int32)
+        n_cat = len(self.category_names_)
+        for s, name in enumerate(sources):
+            sel = primary == s
+            if not sel.any():
+                continue
+            if name in SOURCE_REASON:
+                code[sel] = SOURCE_REASON[name]
+            elif name == "popular_in_segment":
+                m = cast(CategoryPopularityRecommender, self.models_["popular_in_segment"])
+                uniq, inv = np.unique(users[sel], return_inverse=True)
+                top = m.top_category(self.history_[uniq])[inv]
+                code[sel] = np.where(top < 0, SOURCE_REASON["popular"], len(FIXED_REASONS) + top)
+            elif name == "item_knn":
+                knn_model = cast(ItemKNNRecommender, self.models_["item_knn"])
+                j = knn_model.explain(users[sel], self.history_, np.asarray(items)[sel])
+                code[sel] = np.where(j >= 0, len(FIXED_REASONS) + n_cat + j, 0)
+        return code
+
+    def candidate_block(
+        self,
+        customer_ids: Sequence[str] | np.ndarray | pd.Index,
+        n_per_source: int = 50,
+        *,
+        sources: Sequence[str] | None = None,
+    ) -> CandidateBlock:
+        """Ranked candidates of ``customer_ids`` as 2-D arrays (the batch path).
+
+        Same candidates, scores, order, sources and reasons as
+        ``rank(candidates(customer_ids, n_per_source))`` restricted to rows whose
+        ``source`` is in ``sources``, without building a long frame: every source's
+        top-``n`` lists are merged per customer row (:func:`merge_lists`), blended (or
+        re-ranked by LambdaRank) and sorted within each row.
+
+        Parameters
+        ----------
+        customer_ids : sequence of str
+            Customers, one row each in this order (repeats allowed; unknown ids get
+            popular items).
+        n_per_source : int
+            Candidates asked from each source per customer.
+        sources : sequence of str, optional
+            Keep only candidates whose best-ranking source is one of these (the
+            placement's ``candidate_sources``); default all.
+
+        Returns
+        -------
+        CandidateBlock
+        """
+        ids = np.asarray(customer_ids, dtype=object)
+        pos = self.positions(ids)
+        uniq, inv = np.unique(pos, return_inverse=True)
+        n = n_per_source or self.n_per_source
+        exclude = self.history_ if self.exclude_history else None
+        names = list(self.models_)
+        lists = [
+            model.recommend(uniq, mat, n=n, exclude=exclude)
+            for model, mat in self._inputs().values()
+        ]
+        lambdarank = self.ranker_.method == "lambdarank" and bool(
+            getattr(self.ranker_, "feature_names_", None)
+        )
+        merged = merge_lists(
+            [a for a, _ in lists],
+            [b for _, b in lists],
+            absent_rank=n + ABSENT_RANK_PAD,
+            with_scores=lambdarank,
+        )
+        items = merged.items
+        valid = items >= 0
+        primary = np.argmin(merged.ranks, axis=2).astype(np.int8)
+        if lambdarank:
+            r, k = np.nonzero(valid)
+            assert merged.scores is not None
+            cands = Candidates(uniq[r], items[r, k], merged.scores[r, k], merged.ranks[r, k], names)
+            x, _ = self.features(cands)
+            score = np.full(items.shape, -np.inf)
+            score[r, k] = self.ranker_.model_.predict(x.astype(np.float32))
+        else:
+            score = self.ranker_.blend_ranks(merged.ranks, names, n + ABSENT_RANK_PAD)
+            score = np.where(valid, score.astype(np.float64), -np.inf)
+        if sources is not None:
+            allowed = np.isin(np.asarray(names, dtype=object), list(sources))
+            valid &= allowed[primary]
+            score[~valid] = -np.inf
+        r, k = np.nonzero(valid)
+        reason = np.full(items.shape, -1, dtype=np.int32)
+        reason[r, k] = self._reason_codes(uniq[r], items[r, k], primary[r, k], names)
+        items = np.where(valid, items, -1)
+        primary = np.where(valid, primary, -1).astype(np.int8)
+        score, items, primary, reason = sort_rows(score, items, primary, reason)
+        return CandidateBlock(
+            customer_ids=ids,
+            items=items[inv].astype(np.int32),
+            score=score[inv],
+            source=primary[inv],
+            reason=reason[inv],
+            item_index=self.ids_.items,
+            sources=tuple(names),
+            reason_labels=self.reason_labels(),
+        )
 
     def rank(self, candidates: pd.DataFrame) -> pd.DataFrame:
         """Final ``score`` (ranker, else blend) per row, sorted per customer, best first.

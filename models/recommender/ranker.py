@@ -15,7 +15,7 @@ from models.recommender.base import Recommender
 
 log = logging.getLogger(__name__)
 
-_ABSENT_RANK_PAD = 1.0  # absent sources get rank n_per_source + this
+ABSENT_RANK_PAD = 1.0  # absent sources get rank n_per_source + this
 _SMALL_TABLE_ROWS = 200_000  # LightGBM trains single-threaded below this many rows
 
 
@@ -75,7 +75,7 @@ def gather(
     key = np.concatenate(keys)
     uniq, inv = np.unique(key, return_inverse=True)
     scores = np.full((len(uniq), len(names)), np.nan, dtype=np.float32)
-    ranks = np.full((len(uniq), len(names)), n_per_source + _ABSENT_RANK_PAD, dtype=np.float32)
+    ranks = np.full((len(uniq), len(names)), n_per_source + ABSENT_RANK_PAD, dtype=np.float32)
     s_all = np.concatenate(src)
     scores[inv, s_all] = np.concatenate(sc)
     ranks[inv, s_all] = np.concatenate(rk)
@@ -150,6 +150,26 @@ class CandidateRanker:
         w = np.array([(self.source_weights or {}).get(s, 1.0) for s in cands.sources])
         present = ~np.isnan(cands.scores)
         return ((present * w) / (self.k0 + cands.ranks)).sum(axis=1).astype(np.float32)
+
+    def blend_ranks(
+        self, ranks: np.ndarray, sources: Sequence[str], absent_rank: float
+    ) -> np.ndarray:
+        """:meth:`blend` from ranks alone: ``ranks[..., s]`` is source ``s``'s rank.
+
+        Parameters
+        ----------
+        ranks : ndarray of float32, shape (..., n_sources)
+            ``absent_rank`` where the source did not propose the pair.
+        sources : sequence of str
+        absent_rank : float
+
+        Returns
+        -------
+        ndarray of float32, shape ``ranks.shape[:-1]``
+        """
+        w = np.array([(self.source_weights or {}).get(s, 1.0) for s in sources])
+        present = ranks != np.float32(absent_rank)
+        return ((present * w) / (self.k0 + ranks)).sum(axis=-1).astype(np.float32)
 
     def fit(
         self, features: np.ndarray, labels: np.ndarray, users: np.ndarray, names: Sequence[str]
