@@ -154,7 +154,7 @@ class GradientBoostedScorer(Scorer):
             model_str=booster.model_to_string(num_iteration=self.best_iteration_)
         )
         self.feature_names_ = names
-        self._paths = None
+        self._paths: tuple[Any, np.ndarray, float] | None = None
         raw_valid = np.asarray(self.booster_.predict(Xv, raw_score=True), dtype=np.float64)
         choice = choose_calibrator(raw_valid, yv_arr, random_state=int(self.random_state))
         self.calibrator_ = choice.calibrator
@@ -191,7 +191,8 @@ class GradientBoostedScorer(Scorer):
 
     def _path_table(self) -> tuple[Any, np.ndarray, float]:
         """Per-leaf feature contributions (sparse ``leaves x features``), tree offsets, bias."""
-        if getattr(self, "_paths", None) is None:
+        paths: tuple[Any, np.ndarray, float] | None = getattr(self, "_paths", None)
+        if paths is None:
             from scipy import sparse
 
             rows: list[int] = []
@@ -227,8 +228,9 @@ class GradientBoostedScorer(Scorer):
             table = sparse.csr_matrix(
                 (vals, (rows, cols)), shape=(base, len(self.feature_names_)), dtype=np.float64
             )
-            self._paths = (table, np.asarray(offsets, dtype=np.int64), bias)
-        return self._paths
+            paths = (table, np.asarray(offsets, dtype=np.int64), bias)
+            self._paths = paths
+        return paths
 
     def path_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-row feature contributions to the margin along each tree's decision path.

@@ -239,6 +239,18 @@ def assemble(
     return BacktestFrames(plan, train, valid, test, features, manifest, secs)
 
 
+class _KeepOnly(dict):
+    """A snapshot cache that stores only the given cutoffs and drops the rest."""
+
+    def __init__(self, keep: set[datetime]) -> None:
+        super().__init__()
+        self.keep = keep
+
+    def __setitem__(self, key: datetime, value: Any) -> None:
+        if key in self.keep:
+            super().__setitem__(key, value)
+
+
 def truncate_shop(shop: Any, as_of: datetime) -> Any:
     """The same shop with every event and send at or after ``as_of`` removed."""
     ts = pd.Timestamp(as_of).to_pydatetime()
@@ -546,7 +558,9 @@ def run_scoring_job(
     plan = plan_backtest(end, task.horizon_days(settings), config, data_start=start)
     log.info("%s backtest plan: %s", task.name, plan.as_params())
 
-    cache = {} if cache is None else cache
+    if cache is None:
+        # hold only the snapshot the point-in-time check reuses, not every cutoff's (memory)
+        cache = _KeepOnly({plan.train[-1]} if pit_check else set())
     frames = assemble(shop, task, plan, settings, snapshot_fn, cache)
     if pit_check:
         check_point_in_time(shop, plan.train[-1], snapshot_fn, reference=cache.get(plan.train[-1]))
