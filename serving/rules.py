@@ -66,6 +66,8 @@ RECIPIENT_COLUMNS = (c.CUSTOMER_ID, ELIGIBLE, REASON, CONTENT_BLOCK, N_ITEMS)
 
 _NO_TS = np.iinfo(np.int64).min
 _TIER_CART, _TIER_MODEL, _TIER_FALLBACK = 0, 1, 2
+#: Reason codes from here on name an entry of the candidate block (see ``_Labels``).
+_BLOCK_CODE = np.int64(1) << 40
 
 
 def recipient_index(customers: Any) -> pd.Index:
@@ -349,6 +351,7 @@ class _Labels:
     def __init__(self) -> None:
         self.labels: list[str] = []
         self._index: dict[str, int] = {}
+        self._block: CandidateBlock | None = None
 
     def code(self, label: str) -> int:
         if label not in self._index:
@@ -356,11 +359,22 @@ class _Labels:
             self.labels.append(label)
         return self._index[label]
 
-    def table(self, labels: np.ndarray) -> int:
-        """Append a whole table of labels; return the code of its first entry."""
-        offset = len(self.labels)
-        self.labels.extend(labels.tolist())
-        return offset
+    def block_codes(self, block: CandidateBlock, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Codes standing for the reasons of block entries, resolved only in :meth:`strings`."""
+        self._block = block
+        return _BLOCK_CODE + rows.astype(np.int64) * block.items.shape[1] + slots
+
+    def strings(self, codes: np.ndarray) -> np.ndarray:
+        """Reason texts of ``codes`` (block reasons are worked out here, for these rows only)."""
+        out = np.empty(len(codes), dtype=object)
+        own = codes < _BLOCK_CODE
+        if own.any():
+            out[own] = np.array(self.labels, dtype=object)[codes[own]]
+        block = self._block
+        if block is not None and not own.all():
+            r, k = np.divmod(codes[~own] - _BLOCK_CODE, block.items.shape[1])
+            out[~own] = block.reason_labels[block.reasons(r, k)]
+        return out
 
     def codes(self, values: pd.Series) -> np.ndarray:
         codes, uniques = pd.factorize(values)
@@ -589,13 +603,12 @@ def _block_rows(
     ok = (item >= 0) & np.isfinite(block.score) & (pos >= 0)[:, None]
     ok &= np.cumsum(ok, axis=1) <= placement.max_candidates
     r, k = np.nonzero(ok)
-    offset = labels.table(block.reason_labels)
     rows = _Rows(
         pos[r].astype(np.int64),
         item[r, k],
         block.score[r, k].astype(float),
         np.full(len(r), _TIER_MODEL, dtype=np.int8),
-        block.reason[r, k].astype(np.int64) + offset,
+        labels.block_codes(block, r, k),
     )
     return _sorted(rows)
 
@@ -681,13 +694,12 @@ def _fallback_rows(
 def _recs_frame(
     rows: _Rows, recipients: pd.Index, context: RecContext, labels: _Labels
 ) -> pd.DataFrame:
-    label_arr = np.array(labels.labels, dtype=object)
     data: dict[str, Any] = {
         c.CUSTOMER_ID: recipients.to_numpy(dtype=object)[rows.pos],
         RANK: (_rank_sorted(rows.pos) + 1).astype(np.int64),
         c.ITEM_ID: context.item_index.to_numpy(dtype=object)[rows.item],
         SCORE: rows.score.astype(float),
-        REASON: label_arr[rows.reason] if len(rows) else np.empty(0, dtype=object),
+        REASON: labels.strings(rows.reason),
     }
     for col in CONTENT_FIELDS:
         data[col] = context.item_content[col][rows.item]

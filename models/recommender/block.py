@@ -10,7 +10,7 @@ that are finally returned.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +25,8 @@ SOURCE_REASON = {
     "recently_viewed": 2,
     "popular": 3,
 }
+#: Reason code of an entry whose reason is worked out on demand (:meth:`CandidateBlock.reasons`).
+DEFERRED = -2
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,17 @@ class CandidateBlock:
         Index into ``sources`` of the source that ranked the item best, ``-1`` on pads.
     reason : ndarray of int32, shape (m, k)
         Index into ``reason_labels`` (``for_you``, ``bought_before``, ``viewed``,
-        ``popular_in:<segment>``, ``similar_to:<item_id>``), ``-1`` on pads.
+        ``popular_in:<segment>``, ``similar_to:<item_id>``), ``-1`` on pads,
+        :data:`DEFERRED` where the reason costs a look-up (item-kNN explanations): read
+        reasons through :meth:`reasons`, which works those out for the entries asked.
     item_index : pd.Index
         Item ids by position.
     sources : tuple of str
     reason_labels : ndarray of object
+    positions : ndarray of int64, shape (m,)
+        The model's row position of each customer.
+    explain : callable, optional
+        ``explain(positions, items) -> codes`` for :data:`DEFERRED` entries.
     """
 
     customer_ids: np.ndarray
@@ -58,9 +66,20 @@ class CandidateBlock:
     item_index: pd.Index
     sources: tuple[str, ...]
     reason_labels: np.ndarray
+    positions: np.ndarray
+    explain: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.customer_ids)
+
+    def reasons(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Reason codes (into ``reason_labels``) of the entries ``(rows[t], slots[t])``."""
+        codes = self.reason[rows, slots].astype(np.int64)
+        todo = np.flatnonzero(codes == DEFERRED)
+        if len(todo) and self.explain is not None:
+            r, k = rows[todo], slots[todo]
+            codes[todo] = self.explain(self.positions[r], self.items[r, k].astype(np.int64))
+        return codes
 
     def to_frame(self) -> pd.DataFrame:
         """Long frame ``customer_id, item_id, score, source, reason`` (rows by customer, rank)."""
@@ -71,7 +90,7 @@ class CandidateBlock:
                 "item_id": pd.Series(self.item_index.to_numpy(dtype=object)[self.items[r, k]]),
                 "score": self.score[r, k],
                 "source": pd.Series(np.asarray(self.sources, dtype=object)[self.source[r, k]]),
-                "reason": pd.Series(self.reason_labels[self.reason[r, k]], dtype=object),
+                "reason": pd.Series(self.reason_labels[self.reasons(r, k)], dtype=object),
             }
         )
 
@@ -174,6 +193,7 @@ def sort_rows(score: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 
 __all__ = [
     "CandidateBlock",
+    "DEFERRED",
     "FIXED_REASONS",
     "MergedLists",
     "SOURCE_REASON",

@@ -27,6 +27,7 @@ from features import contract as c
 from models.recommender.als import ALSRecommender
 from models.recommender.base import Recommender, load_array, save_array
 from models.recommender.block import (
+    DEFERRED,
     FIXED_REASONS,
     SOURCE_REASON,
     CandidateBlock,
@@ -457,17 +458,22 @@ class NextBestOffers:
         return table
 
     def _reason_codes(
-        self, users: np.ndarray, items: np.ndarray, primary: np.ndarray, sources: Sequence[str]
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        primary: np.ndarray,
+        sources: Sequence[str],
+        defer: bool = False,
     ) -> np.ndarray:
         """Reason code of each (user position, item position) pair from its primary source.
 
         ``primary`` indexes ``sources``. ``item_knn`` pairs are explained by the history
-        item that contributes most (``similar_to:<item>``, ``for_you`` when none);
+        item that contributes most (``similar_to:<item>``, ``for_you`` when none; with
+        ``defer`` they get :data:`DEFERRED`, see :meth:`_explain_codes`);
         ``popular_in_segment`` pairs by the user's top category.
         """
         users = np.asarray(users, dtype=np.int64)
         code = np.zeros(len(users), dtype=np.int32)
-        n_cat = len(self.category_names_)
         for s, name in enumerate(sources):
             sel = primary == s
             if not sel.any():
@@ -480,10 +486,15 @@ class NextBestOffers:
                 top = m.top_category(self.history_[uniq])[inv]
                 code[sel] = np.where(top < 0, SOURCE_REASON["popular"], len(FIXED_REASONS) + top)
             elif name == "item_knn":
-                knn_model = cast(ItemKNNRecommender, self.models_["item_knn"])
-                j = knn_model.explain(users[sel], self.history_, np.asarray(items)[sel])
-                code[sel] = np.where(j >= 0, len(FIXED_REASONS) + n_cat + j, 0)
+                code[sel] = DEFERRED if defer else self._explain_codes(users[sel], items[sel])
         return code
+
+    def _explain_codes(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``similar_to:<item>`` codes of item-kNN pairs (``for_you`` where none explains)."""
+        knn_model = cast(ItemKNNRecommender, self.models_["item_knn"])
+        j = knn_model.explain(users, self.history_, np.asarray(items))
+        n_cat = len(self.category_names_)
+        return np.where(j >= 0, len(FIXED_REASONS) + n_cat + j, 0).astype(np.int32)
 
     def candidate_block(
         self,
@@ -553,7 +564,7 @@ class NextBestOffers:
             score[~valid] = -np.inf
         r, k = np.nonzero(valid)
         reason = np.full(items.shape, -1, dtype=np.int32)
-        reason[r, k] = self._reason_codes(uniq[r], items[r, k], primary[r, k], names)
+        reason[r, k] = self._reason_codes(uniq[r], items[r, k], primary[r, k], names, defer=True)
         items = np.where(valid, items, -1)
         primary = np.where(valid, primary, -1).astype(np.int8)
         score, items, primary, reason = sort_rows(score, items, primary, reason)
@@ -566,6 +577,8 @@ class NextBestOffers:
             item_index=self.ids_.items,
             sources=tuple(names),
             reason_labels=self.reason_labels(),
+            positions=pos,
+            explain=self._explain_codes,
         )
 
     def rank(self, candidates: pd.DataFrame) -> pd.DataFrame:
