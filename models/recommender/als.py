@@ -173,33 +173,54 @@ class ALSRecommender(Recommender):
         exclude: sparse.csr_matrix | None = None,
     ) -> sparse.csr_matrix:
         """Top ``n`` of the candidate pool per user (exclusions applied inside the pool)."""
+        ids, vals = self._top_pool(user_ids, rows, n, exclude)
+        r, k = np.nonzero(ids >= 0)
+        return sparse.csr_matrix((vals[r, k], (r, ids[r, k])), shape=(len(user_ids), self.n_items_))
+
+    def _top_direct(
+        self,
+        user_ids: np.ndarray,
+        rows: sparse.csr_matrix,
+        n: int,
+        exclude: sparse.csr_matrix | None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        if not self._is_sparse():
+            return None
+        return self._top_pool(user_ids, rows, n, exclude)
+
+    def _top_pool(
+        self,
+        user_ids: np.ndarray,
+        rows: sparse.csr_matrix,
+        n: int | None,
+        exclude: sparse.csr_matrix | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` pool items per user as ``(ids, scores)``, shape ``(len(user_ids), n)``."""
         pool = np.asarray(self.pool_)
         m = len(user_ids)
         k = len(pool) if n is None else min(n, len(pool))
+        width = k if n is None else n
         col_of = np.full(self.n_items_, -1, dtype=np.int64)
         col_of[pool] = np.arange(len(pool))
-        out_r, out_c, out_v = [], [], []
+        pool_t = np.ascontiguousarray(np.asarray(self.item_factors_)[pool].T)
+        ids = np.full((m, width), -1, dtype=np.int32)
+        out = np.full((m, width), -np.inf, dtype=np.float32)
         step = max(1, 4_000_000 // max(len(pool), 1))
-        for s in range(0, m, step):
-            uid = user_ids[s : s + step]
-            with threadpool_limits(1, "blas"):
+        with threadpool_limits(1, "blas"):
+            for s in range(0, m, step):
+                uid = user_ids[s : s + step]
                 vec = self.user_vectors(uid, rows[s : s + step])
-                sc = vec @ np.asarray(self.item_factors_)[pool].T
-            sc[~vec.any(axis=1)] = -np.inf
-            if exclude is not None:
-                ex = exclude[s : s + step].tocoo()
-                j = col_of[ex.col]
-                hit = (ex.data != 0) & (j >= 0)
-                sc[ex.row[hit], j[hit]] = -np.inf
-            ids, vals = top_n(sc, k)
-            ok = ids >= 0
-            out_r.append(np.nonzero(ok)[0] + s)
-            out_c.append(pool[ids[ok]])
-            out_v.append(vals[ok])
-        return sparse.csr_matrix(
-            (np.concatenate(out_v), (np.concatenate(out_r), np.concatenate(out_c))),
-            shape=(m, self.n_items_),
-        )
+                sc = vec @ pool_t
+                sc[~vec.any(axis=1)] = -np.inf
+                if exclude is not None:
+                    ex = exclude[s : s + step].tocoo()
+                    j = col_of[ex.col]
+                    hit = (ex.data != 0) & (j >= 0)
+                    sc[ex.row[hit], j[hit]] = -np.inf
+                i, v = top_n(sc, k)
+                ids[s : s + len(uid), :k] = np.where(i >= 0, pool[np.maximum(i, 0)], -1)
+                out[s : s + len(uid), :k] = v
+        return ids, out
 
     def _score_block(self, user_ids: np.ndarray, rows: sparse.csr_matrix) -> np.ndarray:
         if self._is_sparse():

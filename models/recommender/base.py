@@ -122,6 +122,21 @@ class Recommender:
             return out
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def _top_direct(
+        self,
+        user_ids: np.ndarray,
+        rows: sparse.csr_matrix,
+        n: int,
+        exclude: sparse.csr_matrix | None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The sparse path's top-``n`` ``(ids, scores)`` when a source ranks them itself.
+
+        Default ``None``: ``recommend`` ranks the stored entries of ``_score_sparse``. A
+        source whose scoring already yields its top-``n`` per user (ALS over its candidate
+        pool, exclusions applied) returns them here, identical to that ranking.
+        """
+        return None
+
     def _score_sparse(
         self,
         user_ids: np.ndarray,
@@ -162,10 +177,14 @@ class Recommender:
             for start in range(0, n_req, _SPARSE_BLOCK_USERS):
                 uid = user_ids[start : start + _SPARSE_BLOCK_USERS]
                 ex_rows = exclude[uid] if exclude is not None else None
-                s = self._score_sparse(uid, user_items[uid], n, ex_rows)
-                if ex_rows is not None:
-                    s = _drop_excluded(s, ex_rows)
-                i, v = top_n_sparse(s, n)
+                direct = self._top_direct(uid, user_items[uid], n, ex_rows)
+                if direct is not None:
+                    i, v = direct
+                else:
+                    s = self._score_sparse(uid, user_items[uid], n, ex_rows)
+                    if ex_rows is not None:
+                        s = _drop_excluded(s, ex_rows)
+                    i, v = top_n_sparse(s, n)
                 ids[start : start + len(uid)] = i
                 scores[start : start + len(uid)] = v
             return ids, scores

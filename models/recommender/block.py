@@ -161,21 +161,24 @@ def merge_lists(
     valid = sk != big
     first = valid.copy()
     first[:, 1:] &= sk[:, 1:] != sk[:, :-1]
-    slot = np.cumsum(first, axis=1) - 1
+    slot = np.cumsum(first, axis=1)
+    slot -= 1
     k = int(slot[:, -1].max()) + 1 if slot.size else 0
     k = max(k, 0)
+    # flat cell of every sorted entry in the (m, k) result
+    cell = slot + (np.arange(m, dtype=np.int64) * k)[:, None]
     items = np.full((m, k), -1, dtype=np.int64)
-    r, col = np.nonzero(first)
-    items[r, slot[r, col]] = sk[r, col]
-    r, col = np.nonzero(valid)
-    at = order[r, col]
+    items.ravel()[cell[first]] = sk[first]
+    at = order[valid]
+    src_at = src[at]
+    cell3 = cell[valid] * n_src + src_at
     ranks = np.full((m, k, n_src), absent_rank, dtype=np.float32)
-    ranks[r, slot[r, col], src[at]] = rank[at]
+    ranks.ravel()[cell3] = rank[at]
     per_source = None
     if with_scores:
         vals = np.hstack([np.asarray(a, dtype=np.float32) for a in scores])
         per_source = np.full((m, k, n_src), np.nan, dtype=np.float32)
-        per_source[r, slot[r, col], src[at]] = vals[r, at]
+        per_source.ravel()[cell3] = np.take_along_axis(vals, order, 1)[valid]
     return MergedLists(items, ranks, per_source)
 
 
