@@ -86,11 +86,11 @@ class CandidateBlock:
         r, k = np.nonzero(self.items >= 0)
         return pd.DataFrame(
             {
-                "customer_id": pd.Series(self.customer_ids[r], dtype=object),
-                "item_id": pd.Series(self.item_index.to_numpy(dtype=object)[self.items[r, k]]),
+                "customer_id": self.customer_ids[r],
+                "item_id": self.item_index.to_numpy(dtype=object)[self.items[r, k]],
                 "score": self.score[r, k],
-                "source": pd.Series(np.asarray(self.sources, dtype=object)[self.source[r, k]]),
-                "reason": pd.Series(self.reason_labels[self.reasons(r, k)], dtype=object),
+                "source": np.asarray(self.sources, dtype=object)[self.source[r, k]],
+                "reason": self.reason_labels[self.reasons(r, k)],
             }
         )
 
