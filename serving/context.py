@@ -217,6 +217,7 @@ class RecContext:
             items[CYCLE_DAYS] = np.nan
         self.items = items
         self.item_index = pd.Index(items[c.ITEM_ID].astype(str).to_numpy(dtype=object))
+        self.item_id_values = self.item_index.to_numpy(dtype=object)  # for output rows
         self.category_index = pd.Index(pd.unique(items[c.CATEGORY].astype(str)))
         self.n_items = len(items)
         self.item_category = self.category_index.get_indexer(

@@ -697,7 +697,7 @@ def _recs_frame(
     data: dict[str, Any] = {
         c.CUSTOMER_ID: recipients.to_numpy(dtype=object)[rows.pos],
         RANK: (_rank_sorted(rows.pos) + 1).astype(np.int64),
-        c.ITEM_ID: context.item_index.to_numpy(dtype=object)[rows.item],
+        c.ITEM_ID: context.item_id_values[rows.item],
         SCORE: rows.score.astype(float),
         REASON: labels.strings(rows.reason),
     }

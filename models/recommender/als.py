@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Literal, Self
 
 import numpy as np
@@ -12,6 +13,8 @@ from threadpoolctl import threadpool_limits
 from models.recommender.base import Recommender, check_fit_input, top_n
 
 log = logging.getLogger(__name__)
+
+_LIMIT_BLAS_USERS = 64  # users scored at once above which BLAS is held to one thread
 
 
 def confidence(m: sparse.csr_matrix, alpha: float, scaling: str, eps: float) -> sparse.csr_matrix:
@@ -206,7 +209,10 @@ class ALSRecommender(Recommender):
         ids = np.full((m, width), -1, dtype=np.int32)
         out = np.full((m, width), -np.inf, dtype=np.float32)
         step = max(1, 4_000_000 // max(len(pool), 1))
-        with threadpool_limits(1, "blas"):
+        # a few users (a request) make a product BLAS runs on one thread anyway; setting
+        # the limit costs more than the product there
+        limit = threadpool_limits(1, "blas") if m > _LIMIT_BLAS_USERS else nullcontext()
+        with limit:
             for s in range(0, m, step):
                 uid = user_ids[s : s + step]
                 vec = self.user_vectors(uid, rows[s : s + step])

@@ -48,7 +48,7 @@ class PopularityRecommender(Recommender):
     ) -> sparse.csr_matrix:
         # the same list for everyone: its first n + (most excluded items of a user) entries
         pop = np.asarray(self.popularity_, dtype=np.float32)
-        top = _order(pop)[: _shortlist_width(n, exclude, self.n_items_)]
+        top = _cached_order(self, "popularity_")[: _shortlist_width(n, exclude, self.n_items_)]
         m = len(user_ids)
         return sparse.csr_matrix(
             (np.tile(pop[top], m), np.tile(top, m), np.arange(m + 1) * len(top)),
@@ -147,18 +147,12 @@ class CategoryPopularityRecommender(Recommender):
         in_cat = np.asarray(self.in_category_, dtype=np.float32)
         overall = np.asarray(self.overall_, dtype=np.float32)
         width = _shortlist_width(n, exclude, self.n_items_)
-        # per category, its items best first (row k of `by_cat`, padded with -1)
-        order = np.lexsort((np.arange(self.n_items_), -in_cat, cats))
-        starts = np.searchsorted(cats[order], np.arange(self.n_categories_))
-        rank = np.arange(self.n_items_) - starts[cats[order]]
-        keep = rank < width
-        by_cat = np.full((self.n_categories_, width), -1, dtype=np.int64)
-        by_cat[cats[order][keep], rank[keep]] = order[keep]
+        by_cat = self._by_category(width)
         u, k = np.nonzero(aff > 0)
         items = by_cat[k]  # (pairs, width)
         u_cat = np.repeat(u, width)
         i_cat = items.ravel()
-        top = _order(overall)[:width]
+        top = _cached_order(self, "overall_")[:width]
         m = len(user_ids)
         u_top = np.repeat(np.arange(m), len(top))
         i_top = np.tile(top, m)
@@ -171,6 +165,38 @@ class CategoryPopularityRecommender(Recommender):
         uu, ii = uu[ok], ii[ok]
         score = aff[uu, cats[ii]] * in_cat[ii] + self.eps * overall[ii]
         return sparse.csr_matrix((score.astype(np.float32), (uu, ii)), shape=(m, self.n_items_))
+
+    def _by_category(self, width: int) -> np.ndarray:
+        """Row ``k``: category ``k``'s ``width`` best items, best first, ``-1`` padded.
+
+        Depends only on the fitted arrays, so it is kept per width (cheap per request).
+        """
+        cache = self.__dict__.setdefault("_by_cat_cache", {})
+        key = (id(self.in_category_), id(self.categories_), width)
+        if key not in cache:
+            cats = np.asarray(self.categories_, dtype=np.int64)
+            in_cat = np.asarray(self.in_category_, dtype=np.float32)
+            order = np.lexsort((np.arange(self.n_items_), -in_cat, cats))
+            starts = np.searchsorted(cats[order], np.arange(self.n_categories_))
+            rank = np.arange(self.n_items_) - starts[cats[order]]
+            keep = rank < width
+            by_cat = np.full((self.n_categories_, width), -1, dtype=np.int64)
+            by_cat[cats[order][keep], rank[keep]] = order[keep]
+            if len(cache) >= 8:  # widths vary only with exclusions
+                cache.clear()
+            cache[key] = (self.in_category_, self.categories_, by_cat)
+        return cache[key][2]
+
+
+def _cached_order(model: Recommender, attr: str) -> np.ndarray:
+    """:func:`_order` of the fitted array ``attr``, computed once per array object."""
+    arr = getattr(model, attr)
+    cache = model.__dict__.setdefault("_order_cache", {})
+    hit = cache.get(attr)
+    if hit is None or hit[0] is not arr:
+        hit = (arr, _order(np.asarray(arr, dtype=np.float32)))
+        cache[attr] = hit
+    return hit[1]
 
 
 def _shortlist_width(n: int | None, exclude: sparse.csr_matrix | None, n_items: int) -> int:
