@@ -2,11 +2,12 @@
 
 What is timed is the production path, unchanged: for each chunk of customers
 :func:`serving.next_best_offer.recommend_frame` asks a fitted
-:class:`models.recommender.next_best.NextBestOffers` for candidates (its real sources:
-ALS, item-kNN, buy again, recently viewed, popular, popular in segment), ranks them, and
-runs the real :func:`serving.rules.apply_rules` (consent, purchased durables and
-consumables, items sent in the last 7 days, inactive items, at most 3 per category,
-popular fallback), giving the top-10 per customer.
+:class:`models.recommender.next_best.NextBestOffers` for its ranked candidates as 2-D
+arrays (``candidate_block``: its real sources ALS, item-kNN, buy again, recently viewed,
+popular, popular in segment, merged per customer row and blended), and runs the real
+:func:`serving.rules.apply_rules` (consent, purchased durables and consumables, items sent
+in the last 7 days, inactive items, at most 3 per category, popular fallback), giving the
+top-10 per customer as the result frames the export writes.
 
 The interactions are SYNTHETIC (the demo shop has a few hundred items): each customer
 has a handful of events concentrated in one or two categories, item popularity is
@@ -28,6 +29,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -53,6 +55,7 @@ from models.recommender.ranker import CandidateRanker
 from serving.context import CYCLE_DAYS, LAST_TS, N_GAPS, N_PURCHASES, OWN_CYCLE_DAYS, RecContext
 from serving.next_best_offer import recommend_frame
 from serving.placements import Placement, Rules
+from serving.rules import apply_rules, eligibility
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +251,32 @@ def _run_chunk(bounds: tuple[int, int]) -> tuple[int, int, int, int, float]:
     )
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def breakdown(nbo: NextBestOffers, ctx: RecContext, pl: Placement, n: int) -> dict[str, float]:
+    """CPU seconds of one chunk's steps (after the timed run; not part of its figure).
+
+    The same calls ``recommend_frame`` makes: eligibility, ``candidate_block`` (sources,
+    merge, blend, sort), ``apply_rules`` (rules, fallback, output frames).
+    """
+    ids = nbo.ids_.users[:n]
+    with threadpool_limits(1):
+        t0 = time.process_time()
+        ok, _ = eligibility(ctx.customer_codes(ids), pl, ctx)
+        block = nbo.candidate_block(
+            ids[ok], n_per_source=pl.n_per_source, sources=pl.candidate_sources
+        )
+        t1 = time.process_time()
+        apply_rules(block, ids, pl, ctx)
+        t2 = time.process_time()
+    return {"customers": n, "candidates": round(t1 - t0, 2), "rules": round(t2 - t1, 2)}
+
+
 def dense_als_baseline(nbo: NextBestOffers, n_sample: int, k: int = 10) -> float:
     """Seconds per customer of full-catalogue ALS scoring with the history excluded, top-k."""
     als = nbo.models_["als"]
@@ -281,6 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
         (s, min(s + args.chunk, args.customers)) for s in range(0, args.customers, args.chunk)
     ]
     load_before = os.getloadavg()
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     if args.workers > 1:
         import multiprocessing as mp
@@ -290,7 +320,9 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         parts = [_run_chunk(b) for b in bounds]
     secs = time.perf_counter() - t0
+    cpu = _cpu_seconds() - cpu0
     load_after = os.getloadavg()
+    split = breakdown(nbo, ctx, _STATE["placement"], min(args.chunk, args.customers))
     eligible = sum(p[0] for p in parts)
     n_rec = sum(p[1] for p in parts)
     per_dense = dense_als_baseline(nbo, args.baseline_sample)
@@ -301,7 +333,9 @@ def main(argv: list[str] | None = None) -> dict:
         "setup_s": round(setup, 1),
         "rule_context_build_s": round(ctx_s, 1),
         "seconds": round(secs, 1),
+        "cpu_seconds": round(cpu, 1),
         "cpu_seconds_workers": round(sum(p[4] for p in parts), 1),
+        "chunk_cpu_breakdown_s": split,
         "customers_per_s": round(args.customers / secs),
         "items_per_s": round(n_rec / secs),
         "catalogue_items_per_s": round(args.customers * args.items / secs),

@@ -449,7 +449,14 @@ def apply_rules(
     rows = rows.take(np.flatnonzero(eligible[rows.pos]))
 
     run = _Selector(placement, context, ccode, recipients, t_now, recent_sends, recent_purchases)
-    kept = run.select(rows)
+    # a block holds each item once per customer: with distinct customers and no cart rows
+    # there is nothing to de-duplicate on the first pass
+    distinct = (
+        isinstance(candidates, CandidateBlock)
+        and not rules.include_cart
+        and len(pd.unique(candidates.customer_ids)) == len(candidates)
+    )
+    kept = run.select(rows, distinct=distinct)
 
     if placement.fallback == "popular":
         counts = np.bincount(kept.pos, minlength=m)
@@ -501,14 +508,22 @@ class _Selector:
         self.recent_sends = recent_sends
         self.recent_purchases = recent_purchases
 
-    def select(self, rows: _Rows) -> _Rows:
+    def select(self, rows: _Rows, distinct: bool = False) -> _Rows:
+        """Rules, per-category cap and top-n over ``rows``.
+
+        ``distinct``: the caller knows no (recipient, item) pair repeats (skips the
+        de-duplication pass).
+        """
         ctx, rules = self.context, self.placement.rules
         if len(rows) == 0:
             return rows
         rows = _sorted(rows)
         # Dedupe (recipient, item): first occurrence wins (cart before model before fallback).
-        pair = rows.pos.astype(np.int64) * ctx.n_items + rows.item
-        keep = ~pd.Series(pair).duplicated().to_numpy()
+        if distinct:
+            keep = np.ones(len(rows), dtype=bool)
+        else:
+            pair = rows.pos.astype(np.int64) * ctx.n_items + rows.item
+            keep = ~pd.Series(pair).duplicated().to_numpy()
         if rules.exclude_unavailable:
             keep &= keep_available(rows.item, ctx)
         if rules.price_band is not None:
