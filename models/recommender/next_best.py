@@ -2,8 +2,11 @@
 
 ``candidates(customer_ids)`` returns one row per (customer, item) proposed by any source
 with columns ``customer_id, item_id, score, source, reason`` (plus the ranker's feature
-columns); ``rank(candidates)`` adds the final ``score`` and sorts per customer. Business
-rules (consent, recently sent, durables, max per category) are applied by ``serving/``.
+columns); ``rank(candidates)`` adds the final ``score`` and sorts per customer. The batch
+path ``candidate_block(customer_ids)`` gives the same ranked candidates as fixed-width 2-D
+arrays (one row per customer, :class:`~models.recommender.block.CandidateBlock`) without a
+long frame. Business rules (consent, recently sent, durables, max per category) are
+applied by ``serving/``.
 """
 
 from __future__ import annotations
