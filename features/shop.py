@@ -9,12 +9,14 @@ behind them is a setting.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import ibis
 
 from features import contract as c
@@ -113,6 +115,8 @@ def open_shop(
     con = ibis.duckdb.connect(threads=threads) if threads else ibis.duckdb.connect()
     raw = con.con
     raw.execute("SET TimeZone = 'UTC'")
+    with contextlib.suppress(duckdb.Error):  # refused in Jupyter kernels without ipywidgets
+        raw.execute("SET enable_progress_bar = false")  # klantbeeld reports its own progress
     _register_raw_views(raw, sources)
     report = validate_and_type(raw, sources, lenient=lenient, now=now)
     if report.errors:

@@ -846,10 +846,11 @@ def _apply_schema(df: pd.DataFrame, specs: list[FeatureSpec]) -> pd.DataFrame:
     return df.astype(types).reset_index(drop=True)
 
 
-# DuckDB settings for the duration of a build: no progress bar in logs; results need not
-# keep insertion order (every table is sorted by its keys afterwards), which lets DuckDB
-# collect results and build intermediates in parallel.
-_DUCKDB_SETTINGS = {"enable_progress_bar": "false", "preserve_insertion_order": "false"}
+# DuckDB settings for the duration of a build: results need not keep insertion order
+# (every table is sorted by its keys afterwards), which lets DuckDB collect results and
+# build intermediates in parallel. (The progress bar is switched off once, in open_shop:
+# switching it back on fails in Jupyter kernels without ipywidgets.)
+_DUCKDB_SETTINGS = {"preserve_insertion_order": "false"}
 
 
 @contextlib.contextmanager

@@ -1,0 +1,27 @@
+"""Shared test isolation.
+
+``mlflow.set_tracking_uri`` also sets ``MLFLOW_TRACKING_URI`` in the process environment,
+and :func:`training.tracking.tracking_uri` honours that variable (it is how users point
+klantbeeld at a tracking server). Without this fixture a store configured by one test
+module would leak into the next module that runs in the same worker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _isolate_mlflow_store() -> Iterator[None]:
+    saved = {k: os.environ.pop(k, None) for k in _MLFLOW_ENV}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
