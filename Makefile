@@ -7,13 +7,14 @@ KB := $(VENV)/bin/klantbeeld
 HOME_DIR ?= var
 DEMO_CUSTOMERS ?= 50000
 DEMO_AS_OF ?= 2026-11-01
+API_PORT ?= 8000
 export KLANTBEELD_HOME ?= $(HOME_DIR)
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: help install test lint typecheck demo demo-data demo-features bench clean
+.PHONY: help install test lint typecheck demo demo-data demo-features demo-train demo-score bench clean
 
 help:
-	@echo "make demo    install, generate the demo shop, build features, train, score"
+	@echo "make demo    install, generate the demo shop, build features, train, score, serve"
 	@echo "make test    install with test extras, lint, type-check and run the tests"
 	@echo "make bench   run the benchmarks in bench/ (large; minutes)"
 
@@ -40,13 +41,40 @@ demo-data: install
 demo-features: install
 	$(KB) features --data $(HOME_DIR)/demo-shop --as-of $(DEMO_AS_OF)
 
-demo: demo-data demo-features
+demo-train: install
+	$(KB) train all --data $(HOME_DIR)/demo-shop
+
+demo-score: install
+	$(KB) score --data $(HOME_DIR)/demo-shop --as-of $(DEMO_AS_OF)
+	$(KB) recommend --data $(HOME_DIR)/demo-shop --placement newsletter --customers all \
+		--out $(HOME_DIR)/exports/newsletter.ndjson
+	$(KB) segments in-market --data $(HOME_DIR)/demo-shop --week 2026-W46 --min-prob 0.3 \
+		--out $(HOME_DIR)/exports/in-market-2026-W46.csv
+
+demo: demo-data demo-features demo-train demo-score
 	@echo
 	@echo "Demo shop:         $(HOME_DIR)/demo-shop"
 	@echo "Feature snapshot:  $(HOME_DIR)/features/as_of=$(DEMO_AS_OF)"
+	@echo "Scores:            $(HOME_DIR)/scores/"
+	@echo "Newsletter export: $(HOME_DIR)/exports/newsletter.ndjson"
+	@echo "MLflow UI:         $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$$(realpath $(HOME_DIR))/mlflow.db --default-artifact-root $$(realpath $(HOME_DIR))/mlartifacts"
+	@echo
+	@echo "Starting the API on http://127.0.0.1:$(API_PORT) (Ctrl-C stops it). Try:"
+	@echo "  curl -s localhost:$(API_PORT)/health"
+	@echo "  curl -s localhost:$(API_PORT)/v1/customers/C0000001/scores"
+	@echo "  curl -s 'localhost:$(API_PORT)/v1/customers/C0000001/recommendations?placement=newsletter&n=4'"
+	@echo "  curl -s -X POST localhost:$(API_PORT)/v1/recommendations/batch -H 'content-type: application/json' -d '{\"placement\":\"newsletter\",\"customer_ids\":[\"C0000001\",\"C0000002\"]}'"
+	@echo "  curl -s -X POST localhost:$(API_PORT)/v1/events -H 'content-type: application/json' -d '{\"events\":[{\"type\":\"purchase\",\"customer_id\":\"C0000001\",\"item_id\":\"I00104\"}]}'"
+	@echo "  curl -s 'localhost:$(API_PORT)/v1/audiences/churn?min_score=0.5&consent=ads&hashed=true' | head"
+	@echo "  curl -s localhost:$(API_PORT)/metrics | grep recommendations"
+	$(KB) serve --data $(HOME_DIR)/demo-shop --port $(API_PORT) --workers 2
 
 bench: install
-	$(PY) bench/features.py --customers 1000000
+	$(PY) -P -m bench.features --customers 1000000 --generator quick
+	$(PY) -P -m bench.train
+	$(PY) -P -m bench.recommend
+	$(PY) -P -m bench.movielens
+	$(PY) -P -m bench.api
 
 clean:
 	rm -rf $(HOME_DIR) .pytest_cache .ruff_cache .mypy_cache

@@ -297,6 +297,20 @@ def in_market_segment(
         out.print(f"{len(frame):,} rows (showing up to 20; --out FILE writes all)")
 
 
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 2,
+    data: DataOpt = None,
+) -> None:
+    """Run the scoring and recommendation API (uvicorn, uvloop + httptools)."""
+    from serving.api.serve import serve as run_server
+
+    run_server(_settings(data), host=host, port=port, workers=workers)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
