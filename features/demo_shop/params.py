@@ -104,7 +104,7 @@ def season(days: np.ndarray, start: date) -> np.ndarray:
     return _WEEKLY[weekday] * yearly
 
 
-def activity(days: np.ndarray, t0: np.ndarray, tau: np.ndarray) -> np.ndarray:
+def activity(days: np.ndarray | int, t0: np.ndarray, tau: np.ndarray) -> np.ndarray:
     """Engagement ``a(d)``: 1 up to the disengagement day ``t0``, then ``exp(-(d - t0)/tau)``.
 
     Broadcasts ``days`` against ``t0``/``tau`` (days); returns a value in (0, 1].
@@ -113,7 +113,9 @@ def activity(days: np.ndarray, t0: np.ndarray, tau: np.ndarray) -> np.ndarray:
     return np.exp(-gap / tau)
 
 
-def boost(days: np.ndarray, last_abandon: np.ndarray, params: ShopParams = PARAMS) -> np.ndarray:
+def boost(
+    days: np.ndarray | int, last_abandon: np.ndarray, params: ShopParams = PARAMS
+) -> np.ndarray:
     """Session-intensity multiplier ``1 + cart_boost * exp(-(d - last_abandon)/cart_boost_days)``.
 
     ``last_abandon`` is the day of the latest abandoned cart strictly before ``d``

@@ -404,7 +404,9 @@ def _expand(
     m_cust, m_camp, m_sess = mail.get("cust"), mail.get("camp"), mail.get("sess")
     m_open, m_click = mail.get("open", bool), mail.get("click", bool)
     n_s = len(s_cust)
-    t_start = np.datetime64(datetime(start.year, start.month, start.day), "us").astype(np.int64)
+    t_start = (
+        np.datetime64(datetime(start.year, start.month, start.day), "us").astype(np.int64).item()
+    )
 
     # channels and start times
     buying = (s_kind == BROWSE_BUY) | (s_kind == REPLENISH)

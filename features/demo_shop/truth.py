@@ -91,7 +91,7 @@ def _state(truth: _Truth, t: int) -> _State:
     tau = cust["tau"].to_numpy()
     engaged = t0 >= t
     amp = np.where(engaged, 1.0, np.exp(-(t - t0) / tau))
-    ab = duckdb.sql(
+    ab = duckdb.execute(
         f"SELECT customer_index, max(day) AS day FROM read_parquet('{_q(truth, 'abandons')}') "
         f"WHERE day < {t} GROUP BY 1"
     ).df()
@@ -191,7 +191,7 @@ def _pairs(truth: _Truth, state: _State, t: int) -> pd.DataFrame:
     """(row, item_id, last purchase day) for consumables bought before t."""
     ev = str(truth.root / c.EVENTS).replace("'", "''")
     cut = datetime(truth.start.year, truth.start.month, truth.start.day) + timedelta(days=t)
-    last = duckdb.sql(
+    last = duckdb.execute(
         f"SELECT {c.CUSTOMER_ID} AS customer_id, {c.ITEM_ID} AS item_id, max({c.TS}) AS ts "
         f"FROM read_parquet('{ev}/*.parquet') WHERE {c.EVENT_TYPE} = '{c.PURCHASE}' "
         f"AND {c.TS} < TIMESTAMP '{cut.isoformat(sep=' ')}' GROUP BY 1, 2"
@@ -325,7 +325,7 @@ def true_repurchase_cycles(shop_dir: Path) -> pd.DataFrame:
     """
     truth = _load(shop_dir)
     ev = str(truth.root / c.EVENTS).replace("'", "''")
-    pairs = duckdb.sql(
+    pairs = duckdb.execute(
         f"SELECT DISTINCT {c.CUSTOMER_ID} AS customer_id, {c.ITEM_ID} AS item_id "
         f"FROM read_parquet('{ev}/*.parquet') WHERE {c.EVENT_TYPE} = '{c.PURCHASE}'"
     ).df()
