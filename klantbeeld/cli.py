@@ -162,6 +162,23 @@ def features(
     out.print(f"written to [bold]{target / f'as_of={snapshot.as_of:%Y-%m-%d}'}[/]")
 
 
+#: The figures `klantbeeld train` prints per model (all are in the MLflow run).
+HEADLINE_METRICS = (
+    "test_roc_auc",
+    "oracle_roc_auc",
+    "baseline_rfm_roc_auc",
+    "baseline_logreg_roc_auc",
+    "test_audience_share_keep_95pct",
+    "test_mae_days",
+    "oracle_mae_days",
+    "baseline_item_median_mae_days",
+    "test_weekly_auc_mean",
+    "test_recall_at_10",
+    "baseline_popularity_recall_at_10",
+    "baseline_als_recall_at_10",
+)
+
+
 @app.command()
 @friendly_errors
 def train(
@@ -183,8 +200,9 @@ def train(
     settings = _settings(data)
     results = train_model(model, settings, settings.resolved_data_dir, force=force)
     for result in results.values() if isinstance(results, dict) else [results]:
-        tests = {k: v for k, v in result.metrics.items() if k.startswith(("test_", "oracle_"))}
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(tests.items())[:8])
+        shown = ", ".join(
+            f"{k}={result.metrics[k]:.4f}" for k in HEADLINE_METRICS if k in result.metrics
+        )
         state = "[green]champion[/]" if result.promoted else "challenger"
         out.print(
             f"[bold]{result.model}[/] v{result.version} ({state}; {result.promotion_reason}) "
