@@ -13,15 +13,13 @@ Both follow :class:`models.base.Scorer`; the validation rows are not needed and 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 
+from klantbeeld.atomic import atomic_directory
 from models.base import TOP_DOWN, TOP_UP, Scorer, check_xy, top_k_names
 
 RECENCY = "recency_days"
@@ -39,17 +37,8 @@ META_FILE = "baseline.json"
 
 
 def _save_json(path: Path, meta: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path) as tmp:
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _column(X: pd.DataFrame, name: str) -> np.ndarray:

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 
+from klantbeeld.atomic import atomic_directory
 from models.base import TOP_DOWN, TOP_UP, Scorer, check_xy, top_k_names
 
 log = logging.getLogger(__name__)
@@ -287,18 +285,9 @@ class GradientBoostedScorer(Scorer):
     def save(self, path: Path) -> None:
         """Write ``booster.txt`` (LightGBM text model) and ``scorer.json`` to ``path``."""
         self._check_fitted()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             self.booster_.save_model(str(tmp / BOOSTER_FILE))
             (tmp / META_FILE).write_text(json.dumps(self.get_meta(), indent=1, sort_keys=True))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, path: Path) -> Self:

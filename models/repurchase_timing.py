@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from klantbeeld.atomic import atomic_directory
 
 log = logging.getLogger(__name__)
 
@@ -569,9 +568,7 @@ class RepurchaseTimingModel:
         """
         self._check_fitted()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             self.booster_.save_model(str(tmp / "booster.txt"), num_iteration=self.best_iteration_)
             meta = {
                 "format_version": _FORMAT_VERSION,
@@ -584,12 +581,6 @@ class RepurchaseTimingModel:
                 "base_hazard": self.base_hazard_,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 from scipy import sparse
 
+from klantbeeld.atomic import atomic_directory
 from klantbeeld.errors import NotTrainedError
 
 log = logging.getLogger(__name__)
@@ -209,9 +207,7 @@ class Recommender:
         """Write the fitted model to folder ``path`` atomically; return the path."""
         self._check_fitted()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             meta = {
                 "kind": self.kind,
                 "params": self.get_params(),
@@ -223,12 +219,6 @@ class Recommender:
                 if value is None and name in self._optional_arrays:
                     continue
                 save_array(tmp, name, value)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod

@@ -14,9 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +24,7 @@ import pandas as pd
 from scipy import sparse
 
 from features import contract as c
+from klantbeeld.atomic import atomic_directory
 from models.recommender.als import ALSRecommender
 from models.recommender.base import Recommender, load_array, save_array
 from models.recommender.block import (
@@ -610,9 +608,7 @@ class NextBestOffers:
     def save(self, path: str | Path) -> Path:
         """Write to folder ``path`` atomically: JSON params, ``.npy`` arrays, sources."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             meta = {
                 "params": self.get_params(),
                 "as_of": self.as_of_,
@@ -626,12 +622,6 @@ class NextBestOffers:
                 save_array(tmp, name, getattr(self, name))
             for name, m in self.models_.items():
                 m.save(tmp / "sources" / name)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod

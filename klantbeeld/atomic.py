@@ -1,0 +1,46 @@
+"""Atomic writes: build an output in a temporary sibling, then rename it into place.
+
+A failed write leaves the previous output intact and no half-written folder behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder that replaces ``path`` when the block succeeds.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder to (re)write. Its parent is created if needed.
+
+    Yields
+    ------
+    Path
+        A temporary folder next to ``path``; write the contents there. On success it is
+        renamed to ``path`` (an existing ``path`` is moved aside first and then deleted);
+        on an exception it is deleted and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
