@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -913,7 +913,16 @@ def customer_features(shop: Any, as_of: datetime | date | str) -> pd.DataFrame:
         return _customer_table(shop, as_of, _expansions(shop, as_of))
 
 
-def build_snapshot(shop: Any, as_of: datetime | date | str) -> Snapshot:
+def _empty_table(specs: list[FeatureSpec]) -> pd.DataFrame:
+    """A table with no rows and the manifest's columns and dtypes (a table not built)."""
+    return _apply_schema(
+        pd.DataFrame({s.name: pd.Series([], dtype="float64") for s in specs}), specs
+    )
+
+
+def build_snapshot(
+    shop: Any, as_of: datetime | date | str, *, tables: Collection[str] = fg.ENTITIES
+) -> Snapshot:
     """Compute the point-in-time feature snapshot of ``shop`` at ``as_of``.
 
     Parameters
@@ -923,6 +932,11 @@ def build_snapshot(shop: Any, as_of: datetime | date | str) -> Snapshot:
     as_of : datetime, date or ISO string
         Snapshot time T, naive UTC (a date means midnight). Only events with
         ``ts < T`` and customers with ``created_at < T`` are read.
+    tables : collection of str, default all three entities
+        Which tables to compute (``customer``, ``customer_category``,
+        ``customer_item``). A table left out comes back with no rows but with its
+        manifest columns and dtypes, and stays in the manifest; callers that read only
+        some tables (the binary scorers' training job) skip the cost of the others.
 
     Returns
     -------
@@ -930,14 +944,25 @@ def build_snapshot(shop: Any, as_of: datetime | date | str) -> Snapshot:
         Customer, customer x category and customer x item tables plus the manifest.
         Times are days (float64), money EUR, NaN where undefined (see the manifest).
     """
+    unknown = sorted(set(tables) - set(fg.ENTITIES))
+    if unknown:
+        raise ValueError(f"tables must be among {fg.ENTITIES}, got {unknown}")
     t0 = time.perf_counter()
     as_of = normalize_as_of(as_of)
     with _engine_settings(shop):
         exp = _expansions(shop, as_of)
-        customer = _customer_table(shop, as_of, exp)
+        if fg.CUSTOMER in tables:
+            customer = _customer_table(shop, as_of, exp)
+        else:
+            customer = _empty_table(build_manifest(fg.CUSTOMER, exp))
         t1 = time.perf_counter()
-        per_category = _cycle_table(shop, as_of, exp, fg.CUSTOMER_CATEGORY)
-        per_item = _cycle_table(shop, as_of, exp, fg.CUSTOMER_ITEM)
+        cycles = {
+            entity: _cycle_table(shop, as_of, exp, entity)
+            if entity in tables
+            else _empty_table(build_manifest(entity, exp))
+            for entity in (fg.CUSTOMER_CATEGORY, fg.CUSTOMER_ITEM)
+        }
+        per_category, per_item = cycles[fg.CUSTOMER_CATEGORY], cycles[fg.CUSTOMER_ITEM]
     t2 = time.perf_counter()
     log.info(
         "snapshot at %s: %d customers (%.2fs), %d customer-category and %d customer-item rows "

@@ -34,6 +34,16 @@ class BacktestConfig:
     num_threads : int
         Threads of model fitting (fixed, so results do not depend on the machine; on a
         busy machine 1 beats 2 because OpenMP threads wait on each other).
+    max_customers : int
+        Cap on the customers a training job reads. A shop with more customers is
+        trained and evaluated on a seeded sample of this many: the customers whose
+        ``md5("<seed>:<customer_id>")`` (hex) are the smallest, drawn once per job so every
+        cutoff sees the same customers (:func:`training.scoring_job.sample_customers`).
+        At or below the cap every customer is used and nothing changes.
+    pit_customers : int
+        The point-in-time check (a second snapshot on the shop truncated at a training
+        cutoff) runs on a nested seeded sample of this many customers when the job reads
+        more; at or below it, on every customer, reusing that cutoff's snapshot.
     """
 
     n_train: int = 4
@@ -41,6 +51,8 @@ class BacktestConfig:
     max_train_rows: int = 600_000
     min_history_days: int = 28
     num_threads: int = 2
+    max_customers: int = 250_000
+    pit_customers: int = 20_000
 
     def __post_init__(self) -> None:
         if self.n_train < 1:
@@ -51,6 +63,10 @@ class BacktestConfig:
             raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
         if self.max_train_rows < 100:
             raise ValueError(f"max_train_rows must be >= 100, got {self.max_train_rows}")
+        if self.max_customers < 100:
+            raise ValueError(f"max_customers must be >= 100, got {self.max_customers}")
+        if self.pit_customers < 100:
+            raise ValueError(f"pit_customers must be >= 100, got {self.pit_customers}")
 
 
 @dataclass(frozen=True)

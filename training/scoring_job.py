@@ -148,10 +148,108 @@ def data_range(shop: Any) -> tuple[datetime, datetime]:
 
 
 def default_snapshot(shop: Any, as_of: datetime) -> Any:
-    """The project's snapshot builder (:func:`features.snapshot.build_snapshot`)."""
+    """The project's snapshot builder (:func:`features.snapshot.build_snapshot`), limited
+    to the tables :func:`models.inputs.model_inputs` reads (customer and customer x item;
+    the customer x category table comes back empty)."""
+    from features import feature_groups as fg
     from features.snapshot import build_snapshot
 
-    return build_snapshot(shop, as_of)
+    return build_snapshot(shop, as_of, tables=(fg.CUSTOMER, fg.CUSTOMER_ITEM))
+
+
+SAMPLE_TABLE_PREFIX = "_kb_sample"
+
+
+@dataclass(frozen=True)
+class CustomerSample:
+    """The shop a training job reads, and how many customers it kept.
+
+    Attributes
+    ----------
+    shop : features.shop.Shop
+        The input shop itself when nothing was sampled; otherwise the same shop whose
+        ``customers``, ``events`` and ``sends`` are DuckDB temp tables holding only the
+        sampled customers' rows (``items`` unchanged).
+    customers_total, customers_sampled : int
+        Customers in the shop and customers kept (equal when nothing was sampled).
+    seconds : float
+        Time spent drawing and materialising the sample.
+    """
+
+    shop: Any
+    customers_total: int
+    customers_sampled: int
+    seconds: float = 0.0
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the shop was restricted to a sample."""
+        return self.customers_sampled < self.customers_total
+
+
+def _sql_of(shop: Any, table: Any) -> str:
+    import ibis
+
+    return str(ibis.to_sql(table, dialect=shop.con.name))
+
+
+def sample_customers(shop: Any, max_customers: int, seed: int) -> CustomerSample:
+    """Restrict ``shop`` to a deterministic sample of at most ``max_customers`` customers.
+
+    The sample is the ``max_customers`` customers with the smallest
+    ``md5("<seed>:<customer_id>")`` (hex digest; ties cannot occur between distinct ids
+    in practice and are broken by id): it depends only on the ids and the seed, not on
+    row order, cutoffs, threads or the machine, and a customer in the sample of ``n``
+    is in the sample of every larger ``n``. The sampled customers, their events and
+    their sends are materialised once as DuckDB temp tables on the shop's connection
+    (``_kb_sample<n>_<seed>_*``), so every later snapshot and label query scans only them.
+
+    Parameters
+    ----------
+    shop : features.shop.Shop
+        An opened shop on DuckDB.
+    max_customers : int
+        Customers to keep (>= 1). With no more customers than this the shop is returned
+        unchanged.
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    CustomerSample
+    """
+    if max_customers < 1:
+        raise ValueError(f"max_customers must be >= 1, got {max_customers}")
+    t0 = time.perf_counter()
+    raw = shop.con.con
+    customers_sql = _sql_of(shop, shop.customers)
+    total = int(raw.execute(f"SELECT count(*) FROM ({customers_sql})").fetchall()[0][0])
+    if total <= max_customers:
+        return CustomerSample(shop, total, total, time.perf_counter() - t0)
+    cid = f'"{c.CUSTOMER_ID}"'
+    prefix = f"{SAMPLE_TABLE_PREFIX}{int(max_customers)}_{int(seed)}".replace("-", "m")
+    ids = f"{prefix}_ids"
+    raw.execute(
+        f"CREATE OR REPLACE TEMP TABLE {ids} AS SELECT {cid} FROM ({customers_sql}) "
+        f"ORDER BY md5(? || ':' || {cid}), {cid} LIMIT {int(max_customers)}",
+        [str(seed)],
+    )
+    tables: dict[str, Any] = {}
+    for name, table in (("customers", shop.customers), ("events", shop.events),
+                        ("sends", shop.sends)):  # fmt: skip
+        if table is None:
+            tables[name] = None
+            continue
+        target = f"{prefix}_{name}"
+        raw.execute(
+            f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT * FROM ({_sql_of(shop, table)}) "
+            f"WHERE {cid} IN (SELECT {cid} FROM {ids})"
+        )
+        tables[name] = shop.con.table(target)
+    kept = int(raw.execute(f"SELECT count(*) FROM {ids}").fetchall()[0][0])
+    secs = time.perf_counter() - t0
+    log.info("training on a sample of %d of %d customers (%.1fs)", kept, total, secs)
+    return CustomerSample(dataclasses.replace(shop, **tables), total, kept, secs)
 
 
 @dataclass
@@ -159,7 +257,9 @@ class BacktestFrames:
     """Features joined to labels at every cutoff of a plan.
 
     ``train`` stacks the training cutoffs (column ``cutoff`` says which); every frame has
-    ``customer_id``, the feature columns and ``label``.
+    ``customer_id``, the feature columns and ``label``. ``snapshot_seconds`` is the
+    time of the whole assembly (snapshots, labels, joins), ``labels_seconds`` the part
+    spent on labels.
     """
 
     plan: BacktestPlan
@@ -169,6 +269,7 @@ class BacktestFrames:
     features: list[str]
     manifest: list[Any]
     snapshot_seconds: float = 0.0
+    labels_seconds: float = 0.0
 
     def xy(self, split: str) -> tuple[pd.DataFrame, np.ndarray]:
         """Feature frame and label array of ``split`` (``train``, ``valid`` or ``test``)."""
@@ -183,14 +284,20 @@ def _frame_at(
     settings: Settings,
     snapshot_fn: SnapshotFn,
     cache: dict[datetime, Any] | None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, list[Any]]:
+    t0 = time.perf_counter()
     if cache is not None and as_of in cache:
         snap = cache[as_of]
     else:
         snap = snapshot_fn(shop, as_of)
         if cache is not None:
             cache[as_of] = snap
+    t1 = time.perf_counter()
     labels = task.labels(shop, as_of, settings)[[c.CUSTOMER_ID, LABEL]]
+    if timings is not None:
+        timings["snapshots"] = timings.get("snapshots", 0.0) + t1 - t0
+        timings["labels"] = timings.get("labels", 0.0) + time.perf_counter() - t1
     df = model_inputs(snap).merge(labels, on=c.CUSTOMER_ID, how="inner", validate="one_to_one")
     if len(df) < len(labels):
         log.warning(
@@ -214,11 +321,12 @@ def assemble(
     t0 = time.perf_counter()
     parts = []
     manifest: list[Any] = []
+    tm: dict[str, float] = {}
     for t in plan.train:
-        df, manifest = _frame_at(shop, task, t, settings, snapshot_fn, cache)
+        df, manifest = _frame_at(shop, task, t, settings, snapshot_fn, cache, tm)
         parts.append(df.assign(cutoff=pd.Timestamp(t)))
-    valid, _ = _frame_at(shop, task, plan.valid, settings, snapshot_fn, cache)
-    test, manifest = _frame_at(shop, task, plan.test, settings, snapshot_fn, cache)
+    valid, _ = _frame_at(shop, task, plan.valid, settings, snapshot_fn, cache, tm)
+    test, manifest = _frame_at(shop, task, plan.test, settings, snapshot_fn, cache, tm)
     train = pd.concat(parts, ignore_index=True)
     features = [col for col in test.columns if col not in (c.CUSTOMER_ID, LABEL)]
     for name, df in (("train", train), ("valid", valid), ("test", test)):
@@ -229,14 +337,16 @@ def assemble(
             )
     secs = time.perf_counter() - t0
     log.info(
-        "%s backtest rows: train %d, valid %d, test %d (%.1fs)",
+        "%s backtest rows: train %d, valid %d, test %d (%.1fs: snapshots %.1fs, labels %.1fs)",
         task.name,
         len(train),
         len(valid),
         len(test),
         secs,
+        tm.get("snapshots", 0.0),
+        tm.get("labels", 0.0),
     )
-    return BacktestFrames(plan, train, valid, test, features, manifest, secs)
+    return BacktestFrames(plan, train, valid, test, features, manifest, secs, tm.get("labels", 0.0))
 
 
 class _KeepOnly(dict):
@@ -301,6 +411,52 @@ def check_point_in_time(
         raise PointInTimeError(
             f"features {changed} at {as_of:%Y-%m-%d} depend on events at or after the cutoff"
         )
+
+
+def oracle_for(
+    task: BinaryTask,
+    data: Path,
+    as_of: datetime,
+    settings: Settings,
+    customer_ids: Any = None,
+) -> pd.DataFrame:
+    """The task's demo-shop oracle at ``as_of``, computed only for ``customer_ids``.
+
+    The oracle integrates every customer of ``truth/customers.parquet``, so its time
+    grows with the shop, not with the rows it is compared on. With ``customer_ids``
+    it runs on a view of the shop folder (symbolic links to every file, the hidden
+    customer table filtered to those ids, in its order) in a temporary folder; each
+    customer's probability depends only on that customer's own state, so the values
+    are those of the full oracle. ``customer_ids=None`` runs it on ``data`` itself.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customer_id, p`` (probability of label 1).
+    """
+    if task.oracle is None:
+        raise ValueError(f"task {task.name!r} has no oracle")
+    hidden = Path(data) / "truth" / "customers.parquet"
+    if customer_ids is None or not hidden.is_file():
+        return task.oracle(Path(data), as_of, settings)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    wanted = pa.array(pd.unique(np.asarray(customer_ids, dtype=object)), type=pa.string())
+    with tempfile.TemporaryDirectory(prefix="kb_oracle_") as tmp:
+        view = Path(tmp) / Path(data).name
+        (view / "truth").mkdir(parents=True)
+        for entry in Path(data).iterdir():
+            if entry.name != "truth":
+                (view / entry.name).symlink_to(entry.resolve())
+        for entry in hidden.parent.iterdir():
+            if entry.name != hidden.name:
+                (view / "truth" / entry.name).symlink_to(entry.resolve())
+        table = pq.read_table(hidden)
+        keep = pc.is_in(table.column(c.CUSTOMER_ID).cast(pa.string()), value_set=wanted)
+        pq.write_table(table.filter(keep), view / "truth" / hidden.name)
+        return task.oracle(view, as_of, settings)
 
 
 # --------------------------------------------------------------------------- fit + evaluate
@@ -529,7 +685,10 @@ def run_scoring_job(
         The shop folder or DuckDB file. With a ``truth/`` folder inside (the demo
         shop) the oracle is measured too.
     config : BacktestConfig, optional
-        Cutoff count and spacing and the training-row cap.
+        Cutoff count and spacing, the training-row cap and the customer cap: a shop with
+        more than ``config.max_customers`` customers is trained, checked and evaluated on
+        the seeded sample of :func:`sample_customers` (params ``customers_sampled``,
+        ``customers_total``).
     force : bool
         Make the new version champion regardless of metrics.
     snapshot_fn : callable
@@ -537,7 +696,8 @@ def run_scoring_job(
     pit_check : bool
         Run the point-in-time check at the last training cutoff.
     cache : dict, optional
-        Snapshots by cutoff, shared between jobs on the same data.
+        Snapshots by cutoff, shared between jobs on the same data (and the same
+        customer sample).
 
     Returns
     -------
@@ -557,20 +717,45 @@ def run_scoring_job(
     start, end = data_range(shop)
     plan = plan_backtest(end, task.horizon_days(settings), config, data_start=start)
     log.info("%s backtest plan: %s", task.name, plan.as_params())
+    open_seconds = time.perf_counter() - t0
+    # every cutoff, the point-in-time check and the evaluation read the same sample
+    sample = sample_customers(shop, config.max_customers, settings.seed)
+    shop = sample.shop
 
+    # the point-in-time check compares two snapshots; past config.pit_customers it runs on
+    # a nested sample of that many customers instead of reusing a cutoff's snapshot
+    pit_shop = shop
+    if pit_check and sample.customers_sampled > config.pit_customers:
+        pit_shop = sample_customers(shop, config.pit_customers, settings.seed).shop
     if cache is None:
         # hold only the snapshot the point-in-time check reuses, not every cutoff's (memory)
-        cache = _KeepOnly({plan.train[-1]} if pit_check else set())
+        cache = _KeepOnly({plan.train[-1]} if pit_check and pit_shop is shop else set())
     frames = assemble(shop, task, plan, settings, snapshot_fn, cache)
+    t_pit = time.perf_counter()
     if pit_check:
-        check_point_in_time(shop, plan.train[-1], snapshot_fn, reference=cache.get(plan.train[-1]))
-
+        ref = cache.get(plan.train[-1]) if pit_shop is shop else None
+        check_point_in_time(pit_shop, plan.train[-1], snapshot_fn, reference=ref)
+    t_oracle = time.perf_counter()
     oracle = None
     truth = data / "truth"
     if task.oracle is not None and truth.is_dir():
-        oracle = task.oracle(data, plan.test, settings)
+        # on a sample, only the test rows' customers (the oracle is merged onto them)
+        ids = frames.test[c.CUSTOMER_ID].to_numpy() if sample.sampled else None
+        oracle = oracle_for(task, data, plan.test, settings, ids)
+    t_fit = time.perf_counter()
     ev = fit_evaluate(frames, task, settings.seed, config, oracle)
-    ev.metrics["snapshot_seconds"] = frames.snapshot_seconds
+    t_log = time.perf_counter()
+    ev.metrics.update(
+        {
+            "open_seconds": open_seconds,
+            "sample_seconds": sample.seconds,
+            "snapshot_seconds": frames.snapshot_seconds,
+            "labels_seconds": frames.labels_seconds,
+            "pit_check_seconds": t_oracle - t_pit,
+            "oracle_seconds": t_fit - t_oracle,
+            "evaluate_seconds": t_log - t_fit,
+        }
+    )
 
     tags = {registry.TEST_PERIOD_TAG: plan.test_period, "model": task.name}
     run_name = f"{task.name}-{plan.test.date().isoformat()}"
@@ -589,6 +774,10 @@ def run_scoring_job(
             "n_estimators_max": ev.scorer.n_estimators,
             "early_stopping_rounds": ev.scorer.early_stopping_rounds,
             "point_in_time_check": pit_check,
+            "max_customers": config.max_customers,
+            "pit_customers": config.pit_customers,
+            "customers_total": sample.customers_total,
+            "customers_sampled": sample.customers_sampled,
             **{f"lgb_{k}": v for k, v in ev.scorer.lgb_params().items()},
         }
         mlflow.log_params(params)
@@ -616,6 +805,7 @@ def run_scoring_job(
     version = registry.register_challenger(run_id, task.name)
     decision = registry.promote_if_better(task.name, version, PRIMARY_METRIC, force=force)
     secs = time.perf_counter() - t0
+    ev.metrics["log_register_seconds"] = time.perf_counter() - t_log
     log.info(
         "%s: test ROC-AUC %.4f, version %d, %s (%.1fs)",
         task.name,
