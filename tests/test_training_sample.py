@@ -26,6 +26,7 @@ from training.scoring_job import (
     check_point_in_time,
     data_range,
     oracle_for,
+    prepare_shop,
     run_scoring_job,
     sample_customers,
 )
@@ -151,7 +152,12 @@ def test_snapshot_tables_subset(shop, plan) -> None:
 
 
 def test_job_logs_the_sample(shop_dir: Path, settings: Settings) -> None:
-    r = run_scoring_job(CONVERSION_INTENT, settings, shop_dir, config=CONFIG)
+    prepared = prepare_shop(shop_dir, settings, CONFIG)
+    assert prepared.sample.customers_sampled == CAP
+    other = BacktestConfig(n_train=2, step_days=14, max_customers=CAP + 1)
+    with pytest.raises(ValueError, match="prepared was made for other"):
+        run_scoring_job(CONVERSION_INTENT, settings, shop_dir, config=other, prepared=prepared)
+    r = run_scoring_job(CONVERSION_INTENT, settings, shop_dir, config=CONFIG, prepared=prepared)
     params = mlflow.get_run(r.run_id).data.params
     assert params["customers_total"] == str(N_CUSTOMERS)
     assert params["customers_sampled"] == str(CAP)

@@ -168,8 +168,8 @@ class CustomerSample:
     ----------
     shop : features.shop.Shop
         The input shop itself when nothing was sampled; otherwise the same shop whose
-        ``customers``, ``events`` and ``sends`` are DuckDB temp tables holding only the
-        sampled customers' rows (``items`` unchanged).
+        ``customers`` and ``events`` are DuckDB temp tables and ``sends`` a temp view,
+        holding only the sampled customers' rows (``items`` unchanged).
     customers_total, customers_sampled : int
         Customers in the shop and customers kept (equal when nothing was sampled).
     seconds : float
@@ -187,6 +187,65 @@ class CustomerSample:
         return self.customers_sampled < self.customers_total
 
 
+@dataclass(frozen=True)
+class PreparedShop:
+    """An opened shop, its time range and its customer sample, shared by several jobs.
+
+    Made by :func:`prepare_shop`; pass it to :func:`run_scoring_job` as ``prepared`` so
+    that training several models on the same data opens, validates and samples it once.
+
+    Attributes
+    ----------
+    data : Path
+        The shop folder or DuckDB file.
+    data_range : tuple of datetime
+        First event and exclusive end of the whole shop (the backtest plan's input; never
+        of the sample, so the test period does not depend on it).
+    sample : CustomerSample
+        The shop every job reads.
+    max_customers, seed : int
+        The sampling rule it was drawn with.
+    open_seconds : float
+        Time spent opening the shop and finding its range.
+    """
+
+    data: Path
+    data_range: tuple[datetime, datetime]
+    sample: CustomerSample
+    max_customers: int
+    seed: int
+    open_seconds: float
+
+
+def prepare_shop(
+    data: Path, settings: Settings, config: BacktestConfig | None = None
+) -> PreparedShop:
+    """Open ``data``, find its time range and draw the training sample once.
+
+    Parameters
+    ----------
+    data : Path
+        Shop folder or DuckDB file.
+    settings : Settings
+        ``lenient``, ``threads`` and the seed of the sample.
+    config : BacktestConfig, optional
+        Its ``max_customers`` caps the sample (:func:`sample_customers`).
+
+    Returns
+    -------
+    PreparedShop
+    """
+    from features.shop import open_shop
+
+    config = config or BacktestConfig()
+    t0 = time.perf_counter()
+    shop = open_shop(Path(data), lenient=settings.lenient, threads=settings.threads)
+    span = data_range(shop)
+    open_seconds = time.perf_counter() - t0
+    sample = sample_customers(shop, config.max_customers, settings.seed)
+    return PreparedShop(Path(data), span, sample, config.max_customers, settings.seed, open_seconds)
+
+
 def _sql_of(shop: Any, table: Any) -> str:
     import ibis
 
@@ -200,9 +259,10 @@ def sample_customers(shop: Any, max_customers: int, seed: int) -> CustomerSample
     ``md5("<seed>:<customer_id>")`` (hex digest; ties cannot occur between distinct ids
     in practice and are broken by id): it depends only on the ids and the seed, not on
     row order, cutoffs, threads or the machine, and a customer in the sample of ``n``
-    is in the sample of every larger ``n``. The sampled customers, their events and
-    their sends are materialised once as DuckDB temp tables on the shop's connection
-    (``_kb_sample<n>_<seed>_*``), so every later snapshot and label query scans only them.
+    is in the sample of every larger ``n``. The sampled customers and their events are
+    materialised once as DuckDB temp tables on the shop's connection
+    (``_kb_sample<n>_<seed>_*``), so every later snapshot and label query scans only them;
+    their sends are a temp view (no snapshot or label of the binary scorers reads sends).
 
     Parameters
     ----------
@@ -241,8 +301,10 @@ def sample_customers(shop: Any, max_customers: int, seed: int) -> CustomerSample
             tables[name] = None
             continue
         target = f"{prefix}_{name}"
+        # sends feed no snapshot or label of these scorers: a view, filtered when read
+        kind = "VIEW" if name == "sends" else "TABLE"
         raw.execute(
-            f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT * FROM ({_sql_of(shop, table)}) "
+            f"CREATE OR REPLACE TEMP {kind} {target} AS SELECT * FROM ({_sql_of(shop, table)}) "
             f"WHERE {cid} IN (SELECT {cid} FROM {ids})"
         )
         tables[name] = shop.con.table(target)
@@ -672,6 +734,7 @@ def run_scoring_job(
     snapshot_fn: SnapshotFn = default_snapshot,
     pit_check: bool = True,
     cache: dict[datetime, Any] | None = None,
+    prepared: PreparedShop | None = None,
 ) -> TrainingResult:
     """Backtest, fit, evaluate, log, register and (maybe) promote one binary score.
 
@@ -698,6 +761,10 @@ def run_scoring_job(
     cache : dict, optional
         Snapshots by cutoff, shared between jobs on the same data (and the same
         customer sample).
+    prepared : PreparedShop, optional
+        The opened and sampled shop from :func:`prepare_shop` (same data,
+        ``max_customers`` and seed), shared between jobs; ``open_seconds`` and
+        ``sample_seconds`` are then 0 in this job's metrics.
 
     Returns
     -------
@@ -705,7 +772,6 @@ def run_scoring_job(
     """
     import mlflow
 
-    from features.shop import open_shop
     from models.pyfunc import log_scorer
     from training import registry
     from training.tracking import start_run
@@ -713,14 +779,26 @@ def run_scoring_job(
     t0 = time.perf_counter()
     config = config or BacktestConfig()
     data = Path(data)
-    shop = open_shop(data, lenient=settings.lenient, threads=settings.threads)
-    start, end = data_range(shop)
+    shared = prepared is not None
+    if prepared is None:
+        prepared = prepare_shop(data, settings, config)
+    elif (
+        prepared.data.resolve() != data.resolve()
+        or prepared.max_customers != config.max_customers
+        or prepared.seed != settings.seed
+    ):
+        raise ValueError(
+            "prepared was made for other data, max_customers or seed: "
+            f"{prepared.data} / {prepared.max_customers} / {prepared.seed}"
+        )
+    start, end = prepared.data_range
     plan = plan_backtest(end, task.horizon_days(settings), config, data_start=start)
     log.info("%s backtest plan: %s", task.name, plan.as_params())
-    open_seconds = time.perf_counter() - t0
     # every cutoff, the point-in-time check and the evaluation read the same sample
-    sample = sample_customers(shop, config.max_customers, settings.seed)
+    sample = prepared.sample
     shop = sample.shop
+    open_seconds = 0.0 if shared else prepared.open_seconds
+    sample_seconds = 0.0 if shared else sample.seconds
 
     # the point-in-time check compares two snapshots; past config.pit_customers it runs on
     # a nested sample of that many customers instead of reusing a cutoff's snapshot
@@ -748,7 +826,7 @@ def run_scoring_job(
     ev.metrics.update(
         {
             "open_seconds": open_seconds,
-            "sample_seconds": sample.seconds,
+            "sample_seconds": sample_seconds,
             "snapshot_seconds": frames.snapshot_seconds,
             "labels_seconds": frames.labels_seconds,
             "pit_check_seconds": t_oracle - t_pit,
