@@ -168,9 +168,17 @@ def test_job_logs_the_sample(shop_dir: Path, settings: Settings) -> None:
 
 
 @pytest.mark.parametrize("task", [CONVERSION_INTENT, CHURN], ids=lambda t: t.name)
-def test_oracle_on_some_customers_equals_the_full_oracle(task, shop_dir, plan, settings) -> None:
+def test_oracle_on_some_customers_equals_the_full_oracle(
+    task, shop_dir, shop, plan, settings
+) -> None:
     full = oracle_for(task, shop_dir, plan.test, settings).set_index(c.CUSTOMER_ID)["p"]
     ids = full.index[::7].to_numpy()
     part = oracle_for(task, shop_dir, plan.test, settings, customer_ids=ids)
+    assert list(part[c.CUSTOMER_ID]) == list(ids)
+    np.testing.assert_allclose(part["p"].to_numpy(), full.loc[ids].to_numpy(), rtol=0, atol=1e-12)
+    # with the purchases taken from a customer sample that holds those customers
+    sampled = sample_customers(shop, CAP, seed=42).shop
+    ids = np.array(sorted(_ids(sampled.customers) & set(full.index)))
+    part = oracle_for(task, shop_dir, plan.test, settings, customer_ids=ids, shop=sampled)
     assert list(part[c.CUSTOMER_ID]) == list(ids)
     np.testing.assert_allclose(part["p"].to_numpy(), full.loc[ids].to_numpy(), rtol=0, atol=1e-12)

@@ -481,15 +481,24 @@ def oracle_for(
     as_of: datetime,
     settings: Settings,
     customer_ids: Any = None,
+    shop: Any = None,
 ) -> pd.DataFrame:
     """The task's demo-shop oracle at ``as_of``, computed only for ``customer_ids``.
 
-    The oracle integrates every customer of ``truth/customers.parquet``, so its time
-    grows with the shop, not with the rows it is compared on. With ``customer_ids``
-    it runs on a view of the shop folder (symbolic links to every file, the hidden
-    customer table filtered to those ids, in its order) in a temporary folder; each
-    customer's probability depends only on that customer's own state, so the values
-    are those of the full oracle. ``customer_ids=None`` runs it on ``data`` itself.
+    The oracle integrates every customer of ``truth/customers.parquet`` and reads the
+    purchases of the whole ``events`` folder, so its time grows with the shop, not with
+    the rows it is compared on. With ``customer_ids`` it runs on a view of the shop
+    folder (symbolic links to every file, the hidden customer table filtered to those
+    ids, in its order) in a temporary folder; each customer's probability depends only
+    on that customer's own state, so the values are those of the full oracle.
+    ``customer_ids=None`` runs it on ``data`` itself.
+
+    Parameters
+    ----------
+    shop : features.shop.Shop, optional
+        An opened shop on ``data`` (a customer sample is enough) holding the events of
+        ``customer_ids``: the view's ``events`` folder is then those customers'
+        purchases written from it, instead of a link to the full folder.
 
     Returns
     -------
@@ -509,9 +518,23 @@ def oracle_for(
     with tempfile.TemporaryDirectory(prefix="kb_oracle_") as tmp:
         view = Path(tmp) / Path(data).name
         (view / "truth").mkdir(parents=True)
+        own_events = shop is not None and (Path(data) / c.EVENTS).is_dir()
         for entry in Path(data).iterdir():
-            if entry.name != "truth":
+            if entry.name != "truth" and not (own_events and entry.name == c.EVENTS):
                 (view / entry.name).symlink_to(entry.resolve())
+        if own_events:
+            (view / c.EVENTS).mkdir()
+            raw = shop.con.con
+            raw.register("_kb_oracle_ids", pa.table({c.CUSTOMER_ID: wanted}))
+            try:
+                buys = raw.sql(
+                    f"SELECT * FROM ({_sql_of(shop, shop.events)}) "
+                    f'WHERE "{c.EVENT_TYPE}" = \'{c.PURCHASE}\' AND "{c.CUSTOMER_ID}" IN '
+                    f'(SELECT "{c.CUSTOMER_ID}" FROM _kb_oracle_ids)'
+                ).to_arrow_table()
+            finally:
+                raw.unregister("_kb_oracle_ids")
+            pq.write_table(buys, view / c.EVENTS / "part-0.parquet")
         for entry in hidden.parent.iterdir():
             if entry.name != hidden.name:
                 (view / "truth" / entry.name).symlink_to(entry.resolve())
@@ -819,7 +842,7 @@ def run_scoring_job(
     if task.oracle is not None and truth.is_dir():
         # on a sample, only the test rows' customers (the oracle is merged onto them)
         ids = frames.test[c.CUSTOMER_ID].to_numpy() if sample.sampled else None
-        oracle = oracle_for(task, data, plan.test, settings, ids)
+        oracle = oracle_for(task, data, plan.test, settings, ids, shop if ids is not None else None)
     t_fit = time.perf_counter()
     ev = fit_evaluate(frames, task, settings.seed, config, oracle)
     t_log = time.perf_counter()
