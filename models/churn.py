@@ -17,7 +17,8 @@ class ChurnModel(GradientBoostedScorer):
     """LightGBM churn scorer; see :class:`models.lgbm.GradientBoostedScorer`."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
-        "num_leaves": 31,
-        "min_child_samples": 100,
-        "learning_rate": 0.05,
+        "num_leaves": 15,
+        "min_child_samples": 300,
+        "learning_rate": 0.03,
+        "lambda_l2": 10.0,
     }

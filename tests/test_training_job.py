@@ -24,6 +24,7 @@ from training import metrics as M
 from training.backtest import BacktestConfig, BacktestPlan, plan_backtest
 from training.scoring_job import (
     CHURN,
+    CONVERSION_INTENT,
     LABEL,
     PointInTimeError,
     assemble,
@@ -115,6 +116,13 @@ def second(first, shop_dir: Path, settings: Settings, cache: dict):
 
 
 @pytest.fixture(scope="module")
+def conversion(shop_dir: Path, settings: Settings, cache: dict):
+    return run_scoring_job(
+        CONVERSION_INTENT, settings, shop_dir, config=CONFIG, cache=cache, pit_check=False
+    )
+
+
+@pytest.fixture(scope="module")
 def frames(first, shop, plan, settings: Settings, cache: dict):
     return assemble(shop, CHURN, plan, settings, cache=cache)
 
@@ -129,6 +137,17 @@ def test_close_to_oracle_and_beats_baselines(first) -> None:
     assert m["test_roc_auc"] > m["baseline_rfm_roc_auc"]
     assert m["test_roc_auc"] > m["baseline_logreg_roc_auc"]
     assert m["test_lift_at_10pct"] > 1.0
+
+
+def test_conversion_intent_close_to_oracle_and_beats_baselines(conversion) -> None:
+    m = conversion.metrics
+    assert m["oracle_coverage"] == 1.0
+    assert m["oracle_roc_auc"] - m["test_roc_auc"] < 0.05
+    assert m["test_roc_auc"] > m["baseline_rfm_roc_auc"]
+    assert m["test_roc_auc"] > m["baseline_logreg_roc_auc"]
+    # trimming the audience: keeping 95% of buyers needs well under the whole audience
+    assert m["test_audience_share_keep_95pct"] < 0.9
+    assert m["oracle_audience_share_keep_95pct"] <= m["test_audience_share_keep_95pct"] + 0.05
 
 
 def test_calibrated_on_the_test_period(first) -> None:
@@ -156,9 +175,11 @@ def test_fixed_metric_names(first) -> None:
 
 def test_shuffled_training_labels_give_chance_auc(frames) -> None:
     # Both periods that fit the model (trees: train; early stopping and calibration: valid)
-    # get permuted labels; one noise model's AUC scatters, so average three permutations.
+    # get permuted labels. A noise model is still a function of predictive features, so
+    # its test AUC scatters around 0.5 (sd about 0.07 here): average five permutations
+    # (sd about 0.03) and require each to stay far below the honest model's AUC.
     aucs = []
-    for seed in range(3):
+    for seed in range(5):
         rng = np.random.default_rng(seed)
         shuffled = dataclasses.replace(
             frames,
@@ -166,9 +187,10 @@ def test_shuffled_training_labels_give_chance_auc(frames) -> None:
             valid=frames.valid.assign(**{LABEL: rng.permutation(frames.valid[LABEL])}),
         )
         aucs.append(fit_evaluate(shuffled, CHURN, seed=42, config=CONFIG).metrics["test_roc_auc"])
-    assert abs(np.mean(aucs) - 0.5) < 0.05
+    assert abs(np.mean(aucs) - 0.5) < 0.07
     honest = fit_evaluate(frames, CHURN, seed=42, config=CONFIG)
     assert honest.metrics["test_roc_auc"] > 0.7
+    assert max(aucs) < honest.metrics["test_roc_auc"] - 0.1
 
 
 def test_planted_post_cutoff_feature_is_caught(shop, plan) -> None:
@@ -234,7 +256,7 @@ def test_champion_loads_as_pyfunc_and_predicts(first, frames) -> None:
     assert M.roc_auc(frames.test[LABEL], p) == pytest.approx(first.metrics["test_roc_auc"])
 
 
-def test_batch_scores_every_customer(first, shop, shop_dir, settings, frames) -> None:
+def test_batch_scores_every_customer(first, conversion, shop, shop_dir, settings, frames) -> None:
     from training.batch_score import score_customers
 
     as_of = frames.plan.test
@@ -242,12 +264,11 @@ def test_batch_scores_every_customer(first, shop, shop_dir, settings, frames) ->
     table = pq.read_table(path).to_pandas()
     n = shop.customers.filter(shop.customers[c.CREATED_AT] < as_of).count().to_pyarrow().as_py()
     assert len(table) == n and table[c.CUSTOMER_ID].is_unique
-    assert "conversion_intent_score" not in table.columns  # no champion trained here
-    assert set(table["churn_model_version"]) == {
-        int(
-            mlflow.MlflowClient().get_model_version_by_alias("klantbeeld-churn", "champion").version
-        )
-    }
+    client = mlflow.MlflowClient()
+    for model in ("conversion_intent", "churn"):
+        champion = client.get_model_version_by_alias(f"klantbeeld-{model}", "champion")
+        assert set(table[f"{model}_model_version"]) == {int(champion.version)}
+        assert table[f"{model}_score"].between(0.0, 1.0).all()
     test = frames.test.set_index(c.CUSTOMER_ID)
     scored = table.set_index(c.CUSTOMER_ID).loc[test.index, "churn_score"]
     assert M.roc_auc(test[LABEL], scored) == pytest.approx(first.metrics["test_roc_auc"])

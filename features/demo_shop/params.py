@@ -16,7 +16,7 @@ import numpy as np
 GENERATOR = "klantbeeld-demo-shop"
 """Marker written to ``truth/params.json``; identifies a folder as a demo shop."""
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 BLOCK_SIZE = 20_000
 """Customers per simulation block. Fixed: every block has its own seed, so the output does
@@ -51,18 +51,21 @@ class ShopParams:
         Log-sd of the replenishment interval around the customer-item cycle.
     return_prob_durable, return_prob_consumable : float
         Probability that a purchased line is returned.
+    landing_page_prob : float
+        Probability that an online session starts with a page view.
     """
 
     basket_extra_mean: float = 0.4
     abandon_prob: float = 0.35
     cart_boost: float = 1.5
     cart_boost_days: float = 3.0
-    email_conv_mult: float = 1.5
-    open_floor: float = 0.25
+    email_conv_mult: float = 3.0
+    open_floor: float = 0.1
     campaign_every_days: int = 7
     jitter_sigma: float = 0.3
     return_prob_durable: float = 0.06
     return_prob_consumable: float = 0.015
+    landing_page_prob: float = 0.25
 
     def to_dict(self) -> dict[str, float | int]:
         """Return the parameters as a JSON-serialisable dict."""

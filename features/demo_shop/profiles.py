@@ -98,16 +98,16 @@ def draw_customers(
     # one latent "engagement" factor z drives several propensities, so every kind of
     # behaviour (sessions, purchases, email) carries information about the others
     z = rng.standard_normal(n)
-    lam = 0.032 * np.exp(0.6 * (0.8 * z + 0.6 * rng.standard_normal(n)))
-    q = 1.0 / (1.0 + np.exp(-(-1.4 + 0.35 * z + 0.1 * rng.standard_normal(n))))
-    lifetime = 420.0 * np.exp(0.6 * (0.6 * z + 0.8 * rng.standard_normal(n)))
+    lam = 0.1 * np.exp(0.6 * (0.8 * z + 0.6 * rng.standard_normal(n)))
+    q = 1.0 / (1.0 + np.exp(-(-2.6 + 0.35 * z + 0.1 * rng.standard_normal(n))))
+    lifetime = 700.0 * np.exp(0.6 * (0.7 * z + 0.5 * rng.standard_normal(n)))
     hazard = 1.0 / lifetime
-    tau = rng.uniform(20.0, 60.0, n)
+    tau = rng.uniform(150.0, 250.0, n)
     t0 = created_day + rng.geometric(hazard) - 1
     t0 = np.minimum(t0, NEVER).astype(np.int64)
     rho = rng.beta(8.0, 3.0, n)
     cycle_mult = rng.lognormal(0.0, 0.15, n)
-    open_p = 1.0 / (1.0 + np.exp(-(-1.0 + 0.5 * z + 0.4 * rng.standard_normal(n))))
+    open_p = 1.0 / (1.0 + np.exp(-(0.3 + 0.5 * z + 0.4 * rng.standard_normal(n))))
     click_p = rng.beta(2.0, 10.0, n)
     store_p = rng.beta(1.0, 9.0, n)
     app_p = rng.beta(2.0, 3.0, n)
@@ -116,7 +116,9 @@ def draw_customers(
     consent_email = rng.random(n) < 0.75
     consent_ads = rng.random(n) < np.where(consent_email, 0.7, 0.3)
     gender = rng.choice(np.array(["F", "M", "X"]), n, p=[0.58, 0.40, 0.02])
-    age_days = (rng.normal(44.0, 14.0, n).clip(18, 90) * 365.25).astype(np.int64)
+    # older customers are more loyal: age carries part of the engagement factor z
+    age = 44.0 + 14.0 * (0.6 * z + 0.8 * rng.standard_normal(n))
+    age_days = (age.clip(18, 90) * 365.25).astype(np.int64)
     city_idx = rng.choice(len(CITIES), n, p=_CITY_WEIGHTS / _CITY_WEIGHTS.sum())
     pc_digits = rng.integers(0, 100, n)
     pc_letters = rng.integers(0, 26, (n, 2))

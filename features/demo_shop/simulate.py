@@ -432,11 +432,13 @@ def _expand(
     start_sec[m_sess[has_sess]] = click_sec[has_sess] + 5
 
     # per-session counts
-    n_page = np.where(store, 0, 1 + rng.poisson(0.2, n_s))
+    n_page = np.where(store, 0, (rng.random(n_s) < params.landing_page_prob).astype(np.int64))
     n_extra = np.where(
-        store, 0, np.where(buying | is_mail, rng.poisson(0.4, n_s), 1 + rng.poisson(0.6, n_s))
+        store, 0, np.where(buying | is_mail, rng.poisson(0.15, n_s), 1 + rng.poisson(0.15, n_s))
     )
     n_extra = np.where(s_kind == ABANDON, np.maximum(n_extra, 1), n_extra)
+    # every online session leaves at least one event
+    n_extra = np.where(s_kind == EMAIL_VISIT, np.maximum(n_extra, 1 - n_page), n_extra)
     n_lines = np.bincount(l_sess, minlength=n_s)
     web_buy = ~store & ((s_kind == BROWSE_BUY) | (s_kind == EMAIL_BUY) | (s_kind == REPLENISH))
     remove = web_buy & (n_extra > 0) & (rng.random(n_s) < 0.12)
