@@ -2,9 +2,12 @@
 
 One call of :func:`run_scoring_job` is one MLflow run:
 
-1. plan the backtest cutoffs from the data's time range (:mod:`training.backtest`);
-2. build a point-in-time feature snapshot and the labels at every cutoff, and check at one
-   training cutoff that events at or after T do not change the snapshot (point in time);
+1. plan the backtest cutoffs from the data's time range (:mod:`training.backtest`); above
+   ``BacktestConfig.max_customers`` customers, restrict the shop once to a seeded sample
+   of customers (:func:`sample_customers`) that every later step reads;
+2. build a point-in-time feature snapshot (the tables the scorers read) and the labels at
+   every cutoff, and check at one training cutoff that events at or after T do not change
+   the snapshot (point in time; on a nested sample of ``pit_customers`` when larger);
 3. fit LightGBM on the stacked training cutoffs, early-stop and calibrate on the
    validation cutoff, score the test cutoff;
 4. fit and score the RFM and logistic baselines on the same rows; on the demo shop
@@ -825,17 +828,17 @@ def run_scoring_job(
 
     # the point-in-time check compares two snapshots; past config.pit_customers it runs on
     # a nested sample of that many customers instead of reusing a cutoff's snapshot
-    pit_shop = shop
-    if pit_check and sample.customers_sampled > config.pit_customers:
-        pit_shop = sample_customers(shop, config.pit_customers, settings.seed).shop
+    pit_nested = sample.customers_sampled > config.pit_customers
     if cache is None:
         # hold only the snapshot the point-in-time check reuses, not every cutoff's (memory)
-        cache = _KeepOnly({plan.train[-1]} if pit_check and pit_shop is shop else set())
+        cache = _KeepOnly({plan.train[-1]} if pit_check and not pit_nested else set())
     frames = assemble(shop, task, plan, settings, snapshot_fn, cache)
     t_pit = time.perf_counter()
-    if pit_check:
-        ref = cache.get(plan.train[-1]) if pit_shop is shop else None
-        check_point_in_time(pit_shop, plan.train[-1], snapshot_fn, reference=ref)
+    if pit_check and pit_nested:
+        pit_shop = sample_customers(shop, config.pit_customers, settings.seed).shop
+        check_point_in_time(pit_shop, plan.train[-1], snapshot_fn)
+    elif pit_check:
+        check_point_in_time(shop, plan.train[-1], snapshot_fn, reference=cache.get(plan.train[-1]))
     t_oracle = time.perf_counter()
     oracle = None
     truth = data / "truth"
