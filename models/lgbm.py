@@ -86,6 +86,9 @@ class GradientBoostedScorer(Scorer):
     best_iteration_ : int
     feature_names_ : list[str]
         The numeric columns of the training frame (strings/categoricals are ignored).
+    seasonal_shift_ : training.seasonality.IntensityShift or None
+        Seasonal adjustment applied by :meth:`predict_proba` after calibration; None after
+        :meth:`fit` (the training job sets it, see :mod:`training.seasonality`).
     """
 
     DEFAULTS: ClassVar[dict[str, Any]] = {}
@@ -157,6 +160,7 @@ class GradientBoostedScorer(Scorer):
         choice = choose_calibrator(raw_valid, yv_arr, random_state=int(self.random_state))
         self.calibrator_ = choice.calibrator
         self.calibration_brier_ = choice.brier
+        self.seasonal_shift_: Any = None
         log.info(
             "fitted %s: %d trees, calibration %s",
             type(self).__name__,
@@ -174,10 +178,18 @@ class GradientBoostedScorer(Scorer):
         """Uncalibrated margin (log-odds) per row."""
         return np.asarray(self.booster_.predict(self.frame(X), raw_score=True), dtype=np.float64)
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of label 1 per row (see :class:`models.base.Scorer`)."""
+    def predict_calibrated(self, X: pd.DataFrame) -> np.ndarray:
+        """Probability of label 1 per row, calibrated on the validation period, before any
+        seasonal adjustment."""
         self._check_fitted()
         return self.calibrator_.predict(self.predict_raw(X))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probability of label 1 per row (see :class:`models.base.Scorer`): calibrated, then
+        seasonally adjusted when ``seasonal_shift_`` is set."""
+        p = self.predict_calibrated(X)
+        shift = getattr(self, "seasonal_shift_", None)
+        return p if shift is None else shift.apply(p)
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-row feature contributions to the margin (LightGBM ``pred_contrib``, log-odds).
@@ -280,6 +292,9 @@ class GradientBoostedScorer(Scorer):
             "best_iteration": self.best_iteration_,
             "calibrator": self.calibrator_.to_dict(),
             "calibration_brier": self.calibration_brier_,
+            "seasonal_shift": (
+                None if (sh := getattr(self, "seasonal_shift_", None)) is None else sh.to_dict()
+            ),
         }
 
     def save(self, path: Path) -> None:
@@ -295,6 +310,7 @@ class GradientBoostedScorer(Scorer):
         import lightgbm as lgb
 
         from training.calibration import Calibrator
+        from training.seasonality import IntensityShift
 
         path = Path(path)
         meta = json.loads((path / META_FILE).read_text())
@@ -311,4 +327,6 @@ class GradientBoostedScorer(Scorer):
         obj.best_iteration_ = int(meta["best_iteration"])
         obj.calibrator_ = Calibrator.from_dict(meta["calibrator"])
         obj.calibration_brier_ = meta["calibration_brier"]
+        shift = meta.get("seasonal_shift")
+        obj.seasonal_shift_ = None if shift is None else IntensityShift.from_dict(shift)
         return obj

@@ -157,6 +157,24 @@ def test_calibrated_on_the_test_period(first) -> None:
     assert m["test_calibration_deciles_within_2se"] >= 7
 
 
+def test_seasonal_adjustment_measured_a_year_earlier(first, frames) -> None:
+    from models.pyfunc import unwrap_scorer
+
+    m = first.metrics
+    # churn (90 days) is calibrated on the window before the test window: the shift between
+    # the two seasons, measured 364 days earlier, is applied to the test scores...
+    assert "seasonal_log_multiplier_test" in m
+    assert m["test_calibration_deciles_checked_unadjusted"] == m["test_calibration_deciles_checked"]
+    # ...and the shift to the season after the data end is stored with the model
+    scorer = unwrap_scorer(mlflow.pyfunc.load_model(f"models:/klantbeeld-churn/{first.version}"))
+    shift = scorer.seasonal_shift_
+    assert shift.log_multiplier == m["seasonal_log_multiplier_deploy"]
+    assert shift.target == (frames.plan.test_end - timedelta(days=364)).date().isoformat()
+    assert shift.reference == (frames.plan.valid - timedelta(days=364)).date().isoformat()
+    X, _ = frames.xy("test")
+    np.testing.assert_allclose(scorer.predict_proba(X), shift.apply(scorer.predict_calibrated(X)))
+
+
 def test_fixed_metric_names(first) -> None:
     names = {
         "test_roc_auc", "test_pr_auc", "test_brier", "test_log_loss", "test_lift_at_10pct",

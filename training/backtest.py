@@ -44,6 +44,12 @@ class BacktestConfig:
         The point-in-time check (a second snapshot on the shop truncated at a training
         cutoff) runs on a nested seeded sample of this many customers when the job reads
         more; at or below it, on every customer, reusing that cutoff's snapshot.
+    seasonal_adjustment : {"auto", "on", "off"}
+        Seasonal adjustment of the calibrated probabilities, measured one
+        ``seasonal_lag_days`` earlier (:mod:`training.seasonality`); ``auto`` applies it to
+        horizons of 28 days or more when the data reaches back far enough.
+    seasonal_lag_days : int
+        Lag of that comparison, days (364: the same weekdays a year earlier).
     """
 
     n_train: int = 4
@@ -53,6 +59,8 @@ class BacktestConfig:
     num_threads: int = 2
     max_customers: int = 250_000
     pit_customers: int = 20_000
+    seasonal_adjustment: str = "auto"
+    seasonal_lag_days: int = 364
 
     def __post_init__(self) -> None:
         if self.n_train < 1:
@@ -67,6 +75,10 @@ class BacktestConfig:
             raise ValueError(f"max_customers must be >= 100, got {self.max_customers}")
         if self.pit_customers < 100:
             raise ValueError(f"pit_customers must be >= 100, got {self.pit_customers}")
+        if self.seasonal_adjustment not in ("auto", "on", "off"):
+            raise ValueError(
+                f"seasonal_adjustment must be auto, on or off, got {self.seasonal_adjustment!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,7 @@ from models.lgbm import GradientBoostedScorer
 from training import metrics as M
 from training.backtest import BacktestConfig, BacktestPlan, plan_backtest
 from training.result import TrainingResult
+from training.seasonality import IntensityShift, SeasonalPlan, plan_seasonal, seasonal_shift
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,27 @@ SnapshotFn = Callable[[Any, datetime], Any]
 
 class PointInTimeError(KlantbeeldError):
     """A feature snapshot at T changed when events at or after T were removed (a leak)."""
+
+
+class OracleFn(Protocol):
+    """A demo-shop oracle: ``(shop_dir, as_of, settings, *, customer_ids, events)``.
+
+    Returns ``DataFrame[customer_id, p]``, the true probability of label 1 at ``as_of``
+    for the customers created before it (only those of ``customer_ids`` when given),
+    reading the purchases from ``events`` (a table with every purchase of those
+    customers) instead of the shop's ``events`` folder when given.
+    """
+
+    def __call__(
+        self,
+        shop_dir: Path,
+        as_of: datetime,
+        settings: Settings,
+        /,
+        *,
+        customer_ids: Sequence[str] | None = None,
+        events: Any = None,
+    ) -> pd.DataFrame: ...
 
 
 @dataclass(frozen=True)
@@ -78,19 +100,26 @@ class BinaryTask:
         ``(shop, as_of, settings) -> DataFrame[customer_id, label]`` for the population.
     horizon_days : callable
         ``settings -> int``, the label horizon in days.
-    oracle : callable or None
-        ``(shop_dir, as_of, settings) -> DataFrame[customer_id, p]``: the true probability of
-        label 1 from the demo shop's ``truth/`` folder.
+    oracle : OracleFn or None
+        ``(shop_dir, as_of, settings, *, customer_ids=None, events=None) ->
+        DataFrame[customer_id, p]``: the true probability of label 1 from the demo shop's
+        ``truth/`` folder (only ``customer_ids`` when given; purchases read from ``events``
+        when given).
     description : str
         One line for run descriptions.
+    label_is_purchase : bool
+        True when label 1 means a purchase in the horizon (conversion intent), False when
+        it means none (churn); the form of the seasonal adjustment depends on it
+        (:func:`training.seasonality.adjust`).
     """
 
     name: str
     make_scorer: Callable[[int, int], GradientBoostedScorer]
     labels: Callable[[Any, datetime, Settings], pd.DataFrame]
     horizon_days: Callable[[Settings], int]
-    oracle: Callable[[Path, datetime, Settings], pd.DataFrame] | None
+    oracle: OracleFn | None
     description: str
+    label_is_purchase: bool = True
 
 
 def _conversion_labels(shop: Any, as_of: datetime, s: Settings) -> pd.DataFrame:
@@ -105,17 +134,37 @@ def _churn_labels(shop: Any, as_of: datetime, s: Settings) -> pd.DataFrame:
     return churn_labels(shop, as_of, s.churn_horizon_days, s.churn_population_days)
 
 
-def _conversion_oracle(shop_dir: Path, as_of: datetime, s: Settings) -> pd.DataFrame:
+def _conversion_oracle(
+    shop_dir: Path,
+    as_of: datetime,
+    s: Settings,
+    /,
+    *,
+    customer_ids: Sequence[str] | None = None,
+    events: Any = None,
+) -> pd.DataFrame:
     from features.demo_shop import oracle_purchase_probability
 
-    o = oracle_purchase_probability(shop_dir, as_of, s.conversion_horizon_days)
+    o = oracle_purchase_probability(
+        shop_dir, as_of, s.conversion_horizon_days, customer_ids=customer_ids, events=events
+    )
     return o.rename(columns={"p_purchase": "p"})[[c.CUSTOMER_ID, "p"]]
 
 
-def _churn_oracle(shop_dir: Path, as_of: datetime, s: Settings) -> pd.DataFrame:
+def _churn_oracle(
+    shop_dir: Path,
+    as_of: datetime,
+    s: Settings,
+    /,
+    *,
+    customer_ids: Sequence[str] | None = None,
+    events: Any = None,
+) -> pd.DataFrame:
     from features.demo_shop import oracle_churn_probability
 
-    o = oracle_churn_probability(shop_dir, as_of, s.churn_horizon_days)
+    o = oracle_churn_probability(
+        shop_dir, as_of, s.churn_horizon_days, customer_ids=customer_ids, events=events
+    )
     return o.rename(columns={"p_churn": "p"})[[c.CUSTOMER_ID, "p"]]
 
 
@@ -134,6 +183,7 @@ CHURN = BinaryTask(
     horizon_days=lambda s: s.churn_horizon_days,
     oracle=_churn_oracle,
     description="no purchase in (T, T+H] for customers with a purchase in the window before T",
+    label_is_purchase=False,
 )
 TASKS: dict[str, BinaryTask] = {t.name: t for t in (CONVERSION_INTENT, CHURN)}
 
@@ -324,7 +374,9 @@ class BacktestFrames:
     ``train`` stacks the training cutoffs (column ``cutoff`` says which); every frame has
     ``customer_id``, the feature columns and ``label``. ``snapshot_seconds`` is the
     time of the whole assembly (snapshots, labels, joins), ``labels_seconds`` the part
-    spent on labels.
+    spent on labels. ``seasonal`` holds the frames at the cutoffs of a seasonal
+    adjustment (keys ``reference``, ``test``, ``deploy``; :mod:`training.seasonality`),
+    or None.
     """
 
     plan: BacktestPlan
@@ -335,6 +387,8 @@ class BacktestFrames:
     manifest: list[Any]
     snapshot_seconds: float = 0.0
     labels_seconds: float = 0.0
+    seasonal: dict[str, pd.DataFrame] | None = None
+    seasonal_plan: SeasonalPlan | None = None
 
     def xy(self, split: str) -> tuple[pd.DataFrame, np.ndarray]:
         """Feature frame and label array of ``split`` (``train``, ``valid`` or ``test``)."""
@@ -381,8 +435,10 @@ def assemble(
     settings: Settings,
     snapshot_fn: SnapshotFn = default_snapshot,
     cache: dict[datetime, Any] | None = None,
+    seasonal: SeasonalPlan | None = None,
 ) -> BacktestFrames:
-    """Build the snapshot + labels at every cutoff of ``plan``; stack the training cutoffs."""
+    """Build the snapshot + labels at every cutoff of ``plan`` (and of ``seasonal``, the
+    lagged cutoffs of a seasonal adjustment); stack the training cutoffs."""
     t0 = time.perf_counter()
     parts = []
     manifest: list[Any] = []
@@ -392,6 +448,12 @@ def assemble(
         parts.append(df.assign(cutoff=pd.Timestamp(t)))
     valid, _ = _frame_at(shop, task, plan.valid, settings, snapshot_fn, cache, tm)
     test, manifest = _frame_at(shop, task, plan.test, settings, snapshot_fn, cache, tm)
+    lagged = None
+    if seasonal is not None:
+        lagged = {
+            key: _frame_at(shop, task, t, settings, snapshot_fn, cache, tm)[0]
+            for key, t in seasonal.cutoffs.items()
+        }
     train = pd.concat(parts, ignore_index=True)
     features = [col for col in test.columns if col not in (c.CUSTOMER_ID, LABEL)]
     for name, df in (("train", train), ("valid", valid), ("test", test)):
@@ -411,7 +473,9 @@ def assemble(
         tm.get("snapshots", 0.0),
         tm.get("labels", 0.0),
     )
-    return BacktestFrames(plan, train, valid, test, features, manifest, secs, tm.get("labels", 0.0))
+    return BacktestFrames(
+        plan, train, valid, test, features, manifest, secs, tm.get("labels", 0.0), lagged, seasonal
+    )
 
 
 class _KeepOnly(dict):
@@ -483,71 +547,99 @@ def oracle_for(
     data: Path,
     as_of: datetime,
     settings: Settings,
-    customer_ids: Any = None,
+    customer_ids: Sequence[str] | np.ndarray | None = None,
     shop: Any = None,
 ) -> pd.DataFrame:
     """The task's demo-shop oracle at ``as_of``, computed only for ``customer_ids``.
 
-    The oracle integrates every customer of ``truth/customers.parquet`` and reads the
-    purchases of the whole ``events`` folder, so its time grows with the shop, not with
-    the rows it is compared on. With ``customer_ids`` it runs on a view of the shop
-    folder (symbolic links to every file, the hidden customer table filtered to those
-    ids, in its order) in a temporary folder; each customer's probability depends only
-    on that customer's own state, so the values are those of the full oracle.
-    ``customer_ids=None`` runs it on ``data`` itself.
+    The full oracle integrates every customer of the shop and scans the purchases of the
+    whole ``events`` folder, so its time grows with the shop, not with the rows it is
+    compared on. With ``customer_ids`` the oracle computes only those customers (each
+    customer's probability depends only on that customer's own state, so the values are
+    the full oracle's rows); with ``shop`` too it reads their purchases from that opened
+    shop instead of the folder.
 
     Parameters
     ----------
+    task : BinaryTask
+        Its ``oracle`` is called; a task without one raises ``ValueError``.
+    data : Path
+        The demo shop folder (with ``truth/``).
+    as_of : datetime
+        Cutoff T (naive UTC).
+    settings : Settings
+        Horizons.
+    customer_ids : sequence or array of str, optional
+        The customers to compute; ``None``: every customer created before ``as_of``.
     shop : features.shop.Shop, optional
-        An opened shop on ``data`` (a customer sample is enough) holding the events of
-        ``customer_ids``: the view's ``events`` folder is then those customers'
-        purchases written from it, instead of a link to the full folder.
+        An opened shop on ``data`` holding every event of ``customer_ids`` (a customer
+        sample that contains them is enough): the oracle reads their purchases from it,
+        which is faster than scanning the full ``events`` folder. Ignored without
+        ``customer_ids``.
 
     Returns
     -------
     pandas.DataFrame
-        ``customer_id, p`` (probability of label 1).
+        ``customer_id, p`` (probability of label 1), in the order of the shop's customer
+        ids; ids unknown to the shop or created on or after ``as_of`` are absent.
     """
     if task.oracle is None:
         raise ValueError(f"task {task.name!r} has no oracle")
-    hidden = Path(data) / "truth" / "customers.parquet"
-    if customer_ids is None or not hidden.is_file():
+    if customer_ids is None:
         return task.oracle(Path(data), as_of, settings)
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    wanted = pa.array(pd.unique(np.asarray(customer_ids, dtype=object)), type=pa.string())
-    with tempfile.TemporaryDirectory(prefix="kb_oracle_") as tmp:
-        view = Path(tmp) / Path(data).name
-        (view / "truth").mkdir(parents=True)
-        own_events = shop is not None and (Path(data) / c.EVENTS).is_dir()
-        for entry in Path(data).iterdir():
-            if entry.name != "truth" and not (own_events and entry.name == c.EVENTS):
-                (view / entry.name).symlink_to(entry.resolve())
-        if own_events:
-            (view / c.EVENTS).mkdir()
-            raw = shop.con.con
-            raw.register("_kb_oracle_ids", pa.table({c.CUSTOMER_ID: wanted}))
-            try:
-                buys = raw.sql(
-                    f"SELECT * FROM ({_sql_of(shop, shop.events)}) "
-                    f'WHERE "{c.EVENT_TYPE}" = \'{c.PURCHASE}\' AND "{c.CUSTOMER_ID}" IN '
-                    f'(SELECT "{c.CUSTOMER_ID}" FROM _kb_oracle_ids)'
-                ).to_arrow_table()
-            finally:
-                raw.unregister("_kb_oracle_ids")
-            pq.write_table(buys, view / c.EVENTS / "part-0.parquet")
-        for entry in hidden.parent.iterdir():
-            if entry.name != hidden.name:
-                (view / "truth" / entry.name).symlink_to(entry.resolve())
-        table = pq.read_table(hidden)
-        keep = pc.is_in(table.column(c.CUSTOMER_ID).cast(pa.string()), value_set=wanted)
-        pq.write_table(table.filter(keep), view / "truth" / hidden.name)
-        return task.oracle(view, as_of, settings)
+    events = None
+    if shop is not None:
+        ev = shop.events
+        buys = ev.filter(ev[c.EVENT_TYPE] == c.PURCHASE)
+        events = buys.select(c.CUSTOMER_ID, c.ITEM_ID, c.TS, c.EVENT_TYPE).to_pyarrow()
+    ids = [str(i) for i in customer_ids]
+    return task.oracle(Path(data), as_of, settings, customer_ids=ids, events=events)
 
 
 # --------------------------------------------------------------------------- fit + evaluate
+
+
+def seasonal_shifts(
+    scorer: GradientBoostedScorer, frames: BacktestFrames, task: BinaryTask
+) -> tuple[IntensityShift, IntensityShift] | None:
+    """The seasonal adjustments of a fitted scorer for the test period and for deployment.
+
+    Measured on ``frames.seasonal`` (the lagged cutoffs, :mod:`training.seasonality`) with
+    the scorer's calibrated probabilities.
+
+    Returns
+    -------
+    tuple of IntensityShift, or None
+        ``(test, deploy)``: from the validation season to the test season, and to the
+        season that starts at the end of the data; None without lagged frames or when
+        either cannot be measured.
+    """
+    if frames.seasonal is None or frames.seasonal_plan is None:
+        return None
+    dates = {k: t.date().isoformat() for k, t in frames.seasonal_plan.cutoffs.items()}
+    p = {k: scorer.predict_calibrated(df[frames.features]) for k, df in frames.seasonal.items()}
+    y = {k: df[LABEL].to_numpy(dtype=np.int8) for k, df in frames.seasonal.items()}
+    out = []
+    for target in ("test", "deploy"):
+        shift = seasonal_shift(
+            p["reference"],
+            y["reference"],
+            p[target],
+            y[target],
+            task.label_is_purchase,
+            reference=dates["reference"],
+            target=dates[target],
+        )
+        if shift is None:
+            return None
+        out.append(shift)
+    log.info(
+        "%s seasonal adjustment: log intensity multiplier %+.3f (test), %+.3f (deployment)",
+        task.name,
+        out[0].log_multiplier,
+        out[1].log_multiplier,
+    )
+    return out[0], out[1]
 
 
 @dataclass
@@ -618,10 +710,22 @@ def fit_evaluate(
     t0 = time.perf_counter()
     scorer = task.make_scorer(seed, config.num_threads).fit(X_tr, y_tr, X_va, y_va)
     fit_seconds = time.perf_counter() - t0
-    p_test = scorer.predict_proba(X_te)
-    p_valid = scorer.predict_proba(X_va)
+    p_test = scorer.predict_calibrated(X_te)
+    p_valid = scorer.predict_calibrated(X_va)
 
     metrics: dict[str, float] = {}
+    shifts = seasonal_shifts(scorer, frames, task)
+    if shifts is not None:
+        test_shift, deploy_shift = shifts
+        table = M.calibration_table(y_te, p_test, bins=10)
+        metrics.update(
+            {f"{k}_unadjusted": v for k, v in calibration_check(table).items()},
+        )
+        metrics["test_brier_unadjusted"] = M.brier(y_te, p_test)
+        metrics["seasonal_log_multiplier_test"] = test_shift.log_multiplier
+        metrics["seasonal_log_multiplier_deploy"] = deploy_shift.log_multiplier
+        p_test = test_shift.apply(p_test)
+        scorer.seasonal_shift_ = deploy_shift
     metrics.update(M.binary_report(y_te, p_test).as_metrics("test"))
     metrics.update(M.binary_report(y_va, p_valid).as_metrics("valid"))
     metrics["train_rows"] = float(len(frames.train))
@@ -832,7 +936,17 @@ def run_scoring_job(
     if cache is None:
         # hold only the snapshot the point-in-time check reuses, not every cutoff's (memory)
         cache = _KeepOnly({plan.train[-1]} if pit_check and not pit_nested else set())
-    frames = assemble(shop, task, plan, settings, snapshot_fn, cache)
+    seasonal = plan_seasonal(
+        plan.valid,
+        plan.test,
+        plan.test_end,
+        plan.horizon_days,
+        start,
+        mode=config.seasonal_adjustment,  # type: ignore[arg-type]
+        lag_days=config.seasonal_lag_days,
+        min_history_days=config.min_history_days,
+    )
+    frames = assemble(shop, task, plan, settings, snapshot_fn, cache, seasonal)
     t_pit = time.perf_counter()
     if pit_check and pit_nested:
         pit_shop = sample_customers(shop, config.pit_customers, settings.seed).shop
@@ -882,6 +996,12 @@ def run_scoring_job(
             "pit_customers": config.pit_customers,
             "customers_total": sample.customers_total,
             "customers_sampled": sample.customers_sampled,
+            "seasonal_adjustment": config.seasonal_adjustment,
+            "seasonal_cutoffs": (
+                "none"
+                if ev.scorer.seasonal_shift_ is None or seasonal is None
+                else ",".join(t.date().isoformat() for t in seasonal.cutoffs.values())
+            ),
             **{f"lgb_{k}": v for k, v in ev.scorer.lgb_params().items()},
         }
         mlflow.log_params(params)
