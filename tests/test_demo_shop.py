@@ -8,7 +8,9 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -183,6 +185,28 @@ def test_oracle_probabilities_rank_the_customers_who_then_buy(shop: Path):
     assert abs(oracle["p_purchase"].sum() - y.sum()) < 4 * np.sqrt(y.sum())
     created = _sql(shop, f"SELECT count(*) FROM customers WHERE created_at < TIMESTAMP '{CUTOFF}'")
     assert len(oracle) == created[0][0]
+
+
+def test_oracle_on_some_customers_equals_the_full_oracles_rows(shop: Path):
+    full = oracle_churn_probability(shop, CUTOFF, 90)
+    ids = list(full[c.CUSTOMER_ID].iloc[::5])
+    late = _sql(shop, f"SELECT min(customer_id) FROM customers WHERE created_at >= '{CUTOFF}'")
+    assert late[0][0] is not None and late[0][0] not in set(full[c.CUSTOMER_ID])
+    asked = [*reversed(ids), "C9999999", "nobody", late[0][0]]
+    part = oracle_churn_probability(shop, CUTOFF, 90, customer_ids=asked)
+    kept = full[full[c.CUSTOMER_ID].isin(ids)].reset_index(drop=True)
+    assert len(kept) == len(ids) == 230
+    # unknown ids and a customer created after T are absent; rows ordered by customer_id
+    pd.testing.assert_frame_equal(part, kept, check_exact=True)
+    # the purchases read from a table holding only these customers' events
+    events = pq.read_table(shop / "events")
+    mine = events.filter(pc.is_in(events.column(c.CUSTOMER_ID), value_set=pa.array(ids)))
+    buy = oracle_purchase_probability(shop, CUTOFF, 30, customer_ids=ids, events=mine)
+    full_buy = oracle_purchase_probability(shop, CUTOFF, 30)
+    expected = full_buy[full_buy[c.CUSTOMER_ID].isin(ids)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(buy, expected, check_exact=True)
+    none = oracle_churn_probability(shop, CUTOFF, 90, customer_ids=["nobody"])
+    assert list(none.columns) == [c.CUSTOMER_ID, "p_churn"] and len(none) == 0
 
 
 def test_oracle_repurchase_distribution_is_a_distribution(shop: Path):

@@ -16,18 +16,27 @@ Approximation (documented in ``docs/demo-shop.md``): events that happen inside t
 do not feed back — a cart abandoned inside the horizon does not raise the intensity of the
 following horizon days in the oracle (the simulator does). For "any purchase" and "next
 purchase of item j" nothing else feeds back before the purchase being predicted.
+
+Each customer's probability depends only on that customer's own state, so
+:func:`oracle_purchase_probability` and :func:`oracle_churn_probability` take
+``customer_ids`` to compute a subset (the hidden table and the purchases are filtered in
+DuckDB, the values equal the full oracle's rows) and ``events`` to read the purchases from
+a table in memory (e.g. a customer sample's) instead of scanning ``<shop>/events/``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from scipy.special import ndtr
 
 from features import contract as c
@@ -85,17 +94,30 @@ class _State:
     last_ab: np.ndarray
 
 
-def _state(truth: _Truth, t: int) -> _State:
-    cust = truth.hidden[truth.hidden["created_day"].to_numpy() < t].reset_index(drop=True)
+def _state(truth: _Truth, t: int, customer_ids: Sequence[str] | None = None) -> _State:
+    """State at day t of the customers created before t (only ``customer_ids`` when given)."""
+    hidden = truth.hidden
+    keep = hidden["created_day"].to_numpy() < t
+    if customer_ids is not None:
+        keep &= hidden[c.CUSTOMER_ID].isin(np.asarray(customer_ids, dtype=object)).to_numpy()
+    cust = hidden[keep].reset_index(drop=True)
     t0 = cust["t0"].to_numpy().astype(float)
     tau = cust["tau"].to_numpy()
     engaged = t0 >= t
     amp = np.where(engaged, 1.0, np.exp(-(t - t0) / tau))
-    ab = duckdb.execute(
-        f"SELECT customer_index, max(day) AS day FROM read_parquet('{_q(truth, 'abandons')}') "
-        f"WHERE day < {t} GROUP BY 1"
-    ).df()
     index = _index(cust[c.CUSTOMER_ID])
+    query = (
+        f"SELECT customer_index, max(day) AS day FROM read_parquet('{_q(truth, 'abandons')}') "
+        f"WHERE day < {t}"
+    )
+    if customer_ids is None:
+        ab = duckdb.execute(f"{query} GROUP BY 1").df()
+    else:
+        with duckdb.connect() as con:
+            con.register("_kb_index", pa.table({"customer_index": index}))
+            ab = con.execute(
+                f"{query} AND customer_index IN (SELECT customer_index FROM _kb_index) GROUP BY 1"
+            ).df()
     last_ab = np.full(len(cust), -1e9)
     pos = np.searchsorted(index, ab["customer_index"].to_numpy())
     ok = (pos < len(index)) & (index[np.minimum(pos, len(index) - 1)] == ab["customer_index"])
@@ -187,15 +209,32 @@ class _Chains:
     z: np.ndarray  # posterior normaliser (alive + dead mass)
 
 
-def _pairs(truth: _Truth, state: _State, t: int) -> pd.DataFrame:
-    """(row, item_id, last purchase day) for consumables bought before t."""
-    ev = str(truth.root / c.EVENTS).replace("'", "''")
+def _pairs(
+    truth: _Truth, state: _State, t: int, *, subset: bool = False, events: Any = None
+) -> pd.DataFrame:
+    """(row, item_id, last purchase day) for consumables bought before t.
+
+    Reads the purchases of ``<shop>/events/``, or of ``events`` (a table DuckDB can
+    register) when given; with ``subset`` only those of the customers in ``state``
+    (filtered inside the query).
+    """
     cut = datetime(truth.start.year, truth.start.month, truth.start.day) + timedelta(days=t)
-    last = duckdb.execute(
-        f"SELECT {c.CUSTOMER_ID} AS customer_id, {c.ITEM_ID} AS item_id, max({c.TS}) AS ts "
-        f"FROM read_parquet('{ev}/*.parquet') WHERE {c.EVENT_TYPE} = '{c.PURCHASE}' "
-        f"AND {c.TS} < TIMESTAMP '{cut.isoformat(sep=' ')}' GROUP BY 1, 2"
-    ).df()
+    with duckdb.connect() as con:
+        if events is None:
+            ev = str(truth.root / c.EVENTS).replace("'", "''")
+            source = f"read_parquet('{ev}/*.parquet')"
+        else:
+            con.register("_kb_events", events)
+            source = "_kb_events"
+        where = f"{c.EVENT_TYPE} = '{c.PURCHASE}' AND {c.TS} < TIMESTAMP '{cut.isoformat(sep=' ')}'"
+        if subset:
+            ids = state.cust[c.CUSTOMER_ID].to_numpy(dtype=object)
+            con.register("_kb_ids", pa.table({c.CUSTOMER_ID: pa.array(ids, type=pa.string())}))
+            where += f" AND {c.CUSTOMER_ID} IN (SELECT {c.CUSTOMER_ID} FROM _kb_ids)"
+        last = con.execute(
+            f"SELECT {c.CUSTOMER_ID} AS customer_id, {c.ITEM_ID} AS item_id, max({c.TS}) AS ts "
+            f"FROM {source} WHERE {where} GROUP BY 1, 2"
+        ).df()
     items = truth.items[truth.items["consumable"]]
     keep = [c.ITEM_ID, "cycle_days", "category_index", "popularity"]
     last = last.merge(items[keep], on=c.ITEM_ID)
@@ -219,10 +258,12 @@ def _chains(truth: _Truth, state: _State, pairs: pd.DataFrame, t: int) -> _Chain
     t0 = cu["t0"].to_numpy().astype(float)[rows]
     tau = cu["tau"].to_numpy()[rows]
     elapsed = t - 1 - last  # days L+1 .. t-1 already passed
-    gmax = int(np.ceil(cycle.max() * np.exp(6 * sigma))) + 2 if len(cycle) else 0
+    # each attempt's sum stops at its own bound (6 sigma above its cycle), so its value
+    # does not depend on which other customers are computed with it
+    reach = np.minimum(np.ceil(cycle * np.exp(6 * sigma)) + 2, elapsed)
     dead = np.zeros(len(rows))
-    for g in range(1, min(gmax, int(elapsed.max(initial=0))) + 1):
-        m = g <= elapsed
+    for g in range(1, int(reach.max(initial=0)) + 1):
+        m = g <= reach
         r = last[m] + g
         a_past = np.exp(-np.maximum(r - t0[m], 0) / tau[m])
         dead[m] += _chain_pmf(np.full(m.sum(), g), cycle[m], sigma) * (1 - rho[m] * a_past)
@@ -244,8 +285,14 @@ def _chain_weights(ch: _Chains, state: _State, t: int, h: int, sigma: float) -> 
     return pmf * rho[:, None] / np.maximum(ch.z, 1e-300)[:, None]
 
 
-def _no_purchase_probability(truth: _Truth, t: int, h: int) -> tuple[pd.DataFrame, np.ndarray]:
-    state = _state(truth, t)
+def _no_purchase_probability(
+    truth: _Truth,
+    t: int,
+    h: int,
+    customer_ids: Sequence[str] | None = None,
+    events: Any = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    state = _state(truth, t, customer_ids)
     n = len(state.cust)
     tau = state.cust["tau"].to_numpy()
     weights = _scenarios(state, h)
@@ -257,7 +304,7 @@ def _no_purchase_probability(truth: _Truth, t: int, h: int) -> tuple[pd.DataFram
     for rel, factor in _email_terms(truth, state, t, h):
         a = state.amp[:, None] * np.exp(-np.maximum(rel - k, 0) / tau[:, None])
         log_surv += np.log1p(-np.minimum(factor[:, None] * (floor + (1 - floor) * a), 1.0))
-    pairs = _pairs(truth, state, t)
+    pairs = _pairs(truth, state, t, subset=customer_ids is not None, events=events)
     if len(pairs):
         ch = _chains(truth, state, pairs, t)
         fire = state.amp[ch.rows, None] * _linear_by_scenario(
@@ -271,7 +318,14 @@ def _no_purchase_probability(truth: _Truth, t: int, h: int) -> tuple[pd.DataFram
     return state.cust, np.clip(p_none, 0.0, 1.0)
 
 
-def oracle_purchase_probability(shop_dir: Path, as_of: datetime, horizon_days: int) -> pd.DataFrame:
+def oracle_purchase_probability(
+    shop_dir: Path,
+    as_of: datetime,
+    horizon_days: int,
+    *,
+    customer_ids: Sequence[str] | None = None,
+    events: Any = None,
+) -> pd.DataFrame:
     """True probability that each customer makes at least one purchase in (T, T+H].
 
     Parameters
@@ -282,32 +336,53 @@ def oracle_purchase_probability(shop_dir: Path, as_of: datetime, horizon_days: i
         Cutoff T, naive UTC; truncated to midnight.
     horizon_days : int
         Horizon H in days (>= 1).
+    customer_ids : sequence of str, optional
+        Compute only these customers (ids that are unknown or created on or after T are
+        absent from the result). Each customer's probability depends only on their own
+        state, so the rows equal the full oracle's.
+    events : pyarrow.Table or pandas.DataFrame, optional
+        The observable events to read the purchases from instead of
+        ``<shop_dir>/events/`` (columns ``customer_id``, ``item_id``, ``ts``,
+        ``event_type``; other columns are ignored). It must hold every purchase before T
+        of the customers computed, e.g. a customer sample's events with
+        ``customer_ids`` inside the sample; reading it instead of the folder saves the
+        scan of the whole shop's events.
 
     Returns
     -------
     pandas.DataFrame
-        ``customer_id``, ``p_purchase`` (probability) for every customer created before T,
-        ordered by customer_id.
+        ``customer_id``, ``p_purchase`` (probability) for every customer created before T
+        (and in ``customer_ids`` when given), ordered by customer_id.
     """
     if horizon_days < 1:
         raise ValueError(f"horizon_days must be >= 1, got {horizon_days}")
     truth = _load(shop_dir)
-    cust, p_none = _no_purchase_probability(truth, _day(truth, as_of), horizon_days)
+    cust, p_none = _no_purchase_probability(
+        truth, _day(truth, as_of), horizon_days, customer_ids, events
+    )
     return pd.DataFrame({c.CUSTOMER_ID: cust[c.CUSTOMER_ID].to_numpy(), "p_purchase": 1 - p_none})
 
 
 def oracle_churn_probability(
-    shop_dir: Path, as_of: datetime, horizon_days: int = 90
+    shop_dir: Path,
+    as_of: datetime,
+    horizon_days: int = 90,
+    *,
+    customer_ids: Sequence[str] | None = None,
+    events: Any = None,
 ) -> pd.DataFrame:
     """True probability that each customer makes no purchase in (T, T+H].
 
-    Parameters and ordering as :func:`oracle_purchase_probability`; returns columns
-    ``customer_id``, ``p_churn`` (probability).
+    Parameters (``customer_ids`` and ``events`` included) and ordering as
+    :func:`oracle_purchase_probability`; returns columns ``customer_id``, ``p_churn``
+    (probability).
     """
     if horizon_days < 1:
         raise ValueError(f"horizon_days must be >= 1, got {horizon_days}")
     truth = _load(shop_dir)
-    cust, p_none = _no_purchase_probability(truth, _day(truth, as_of), horizon_days)
+    cust, p_none = _no_purchase_probability(
+        truth, _day(truth, as_of), horizon_days, customer_ids, events
+    )
     return pd.DataFrame({c.CUSTOMER_ID: cust[c.CUSTOMER_ID].to_numpy(), "p_churn": p_none})
 
 
