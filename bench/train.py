@@ -8,8 +8,10 @@ and the quality figures. Target (issue 4): both models in <= 3 min on this 2-cor
     nice .venv/bin/python bench/train.py --customers 1000000 --data /tmp/kb_demo_1m
 
 The shop is opened, validated and sampled (``BacktestConfig.max_customers``, default 250,000)
-once for both models (:func:`training.scoring_job.prepare_shop`); that time is part of the
-total. The demo shop is generated first when ``--data`` does not hold one (not timed).
+once for both models (:func:`training.scoring_job.prepare_shop`), which are then trained by
+:func:`training.jobs.train_binary_models`, the code path of ``klantbeeld train all``; the
+preparation is part of the total. The demo shop is generated first when ``--data`` does not
+hold one (not timed).
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     from features.demo_shop import generate_demo_shop, is_demo_shop
     from klantbeeld.settings import Settings
     from training.backtest import BacktestConfig
-    from training.scoring_job import TASKS, prepare_shop, run_scoring_job
+    from training.jobs import train_binary_models
+    from training.scoring_job import prepare_shop
 
     if not is_demo_shop(args.data):
         t = time.perf_counter()
@@ -75,11 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(home=home, seed=args.seed)
     rows: list[dict[str, Any]] = []
     t_all = time.perf_counter()
-    # open, validate and sample the shop once for every model (as `train all` can)
+    # open, validate and sample the shop once for every model (timed apart here), then
+    # train them the way `klantbeeld train all` does
     prepared = prepare_shop(args.data, settings, config)
     prepare_seconds = time.perf_counter() - t_all
-    for name in args.models:
-        r = run_scoring_job(TASKS[name], settings, args.data, config=config, prepared=prepared)
+    results = train_binary_models(
+        settings, args.data, args.models, config=config, prepared=prepared
+    )
+    for name, r in results.items():
         m = r.metrics
         rows.append(
             {
