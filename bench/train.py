@@ -7,7 +7,7 @@ and the quality figures. Target (issue 4): both models in <= 3 min on this 2-cor
 
     nice .venv/bin/python bench/train.py --customers 1000000 --data /tmp/kb_demo_1m
 
-The shop is opened, validated and sampled (``BacktestConfig.max_customers``, default 250,000)
+The shop is opened, validated and sampled (``BacktestConfig.max_customers``, default 100,000)
 once for both models (:func:`training.scoring_job.prepare_shop`), which are then trained by
 :func:`training.jobs.train_binary_models`, the code path of ``klantbeeld train all``; the
 preparation is part of the total. The demo shop is generated first when ``--data`` does not

@@ -57,7 +57,7 @@ class BacktestConfig:
     max_train_rows: int = 600_000
     min_history_days: int = 28
     num_threads: int = 2
-    max_customers: int = 250_000
+    max_customers: int = 100_000
     pit_customers: int = 20_000
     seasonal_adjustment: str = "auto"
     seasonal_lag_days: int = 364
