@@ -133,6 +133,14 @@ def customer_features_pandas(data: Path, as_of: datetime) -> pd.DataFrame:
     for w in fg.WINDOWS_DAYS:
         s = sessions[(sessions["start"] >= T - w * DAY) & sessions["cart"] & ~sessions["bought"]]
         put(f"abandoned_carts_{w}d", s.groupby(c.CUSTOMER_ID).size())
+    age = _days(as_of, sessions["start"])
+    for d in fg.DECAY_DAYS:
+        put(f"sessions_decay_{d}d", np.exp(-age / d).groupby(sessions[c.CUSTOMER_ID]).sum(), 0.0)
+    put(
+        "days_since_last_session",
+        _days(as_of, sessions.groupby(c.CUSTOMER_ID)["start"].max()),
+        None,
+    )
 
     # activity
     put("events_total", ev.groupby(c.CUSTOMER_ID).size())
@@ -144,6 +152,18 @@ def customer_features_pandas(data: Path, as_of: datetime) -> pd.DataFrame:
                 put(f"{agg.name}_{w}d", sel.size())
             else:
                 put(f"{agg.name}_{w}d", sel["cents"].sum() / 100)
+
+    # email engagement (sends are optional)
+    has_sends = (data / f"{c.SENDS}.parquet").exists() or (data / c.SENDS).is_dir()
+    sends = _read(data, c.SENDS, [c.CUSTOMER_ID, c.TS]) if has_sends else None
+    for w in fg.WINDOWS_DAYS:
+        if sends is None:
+            out[f"email_sends_{w}d"] = 0
+        else:
+            recent = sends[(sends[c.TS] < T) & (sends[c.TS] >= T - w * DAY)]
+            put(f"email_sends_{w}d", recent.groupby(c.CUSTOMER_ID).size())
+        sent = out[f"email_sends_{w}d"].astype("float64")
+        out[f"email_open_rate_{w}d"] = (out[f"email_opens_{w}d"] / sent).where(sent > 0)
 
     # recency by type
     last_by_type = ev.groupby([c.CUSTOMER_ID, c.EVENT_TYPE])[c.TS].max().unstack()

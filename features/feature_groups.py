@@ -38,6 +38,9 @@ ENTITY_KEYS: dict[str, tuple[str, ...]] = {
 WINDOWS_DAYS: tuple[int, ...] = (7, 30, 90, 365)
 """Lookback windows (days before T) of every windowed feature."""
 
+DECAY_DAYS: tuple[int, ...] = (30, 90, 180)
+"""Time constants (days) of the exponentially fading session counts."""
+
 SECONDS_PER_DAY = 86_400.0
 
 # Lifecycle stages, in the order of their one-hot columns (see LIFECYCLE_RULE).
@@ -363,6 +366,23 @@ FEATURE_GROUPS: tuple[FeatureGroup, ...] = (
                 "count",
                 "of those sessions, the ones with an add_to_cart and no purchase before T",
             ),
+            *(
+                Column(
+                    f"sessions_decay_{d}d",
+                    "float64",
+                    "count",
+                    f"sessions before T, each weighted exp(-age / {d} days) (age: days from "
+                    "its first event to T): a visit count that fades, so a slowing visit "
+                    "rhythm shows before whole windows empty; 0 when none",
+                )
+                for d in DECAY_DAYS
+            ),
+            Column(
+                "days_since_last_session",
+                "float64",
+                "days",
+                "days from the first event of the latest session to T; NaN when none",
+            ),
         ),
         lookbacks_days=WINDOWS_DAYS,
     ),
@@ -376,6 +396,27 @@ FEATURE_GROUPS: tuple[FeatureGroup, ...] = (
         ),
         lookbacks_days=WINDOWS_DAYS,
         aggregates=_ACTIVITY,
+    ),
+    FeatureGroup(
+        "email_engagement",
+        CUSTOMER,
+        "sends x events",
+        (
+            Column(
+                "email_sends_{w}d",
+                "int64",
+                "count",
+                "emails sent to the customer in the {w} days before T (sends table; 0 without one)",
+            ),
+            Column(
+                "email_open_rate_{w}d",
+                "float64",
+                "ratio",
+                "email_opens_{w}d / email_sends_{w}d (can exceed 1: repeated opens, opens of "
+                "earlier sends); NaN when nothing was sent",
+            ),
+        ),
+        lookbacks_days=WINDOWS_DAYS,
     ),
     FeatureGroup(
         "recency_by_type",

@@ -50,6 +50,7 @@ _VALUE_CENTS = "value_cents"
 _ORDER_KEY = "order_key"
 _START = "session_start"
 _HAS_CART = "has_cart"
+_LAST_SESSION = "last_session_start"
 _HAS_PURCHASE = "has_purchase"
 _GAP_S = "gap_seconds"
 _FIRST = "first_ts"
@@ -454,6 +455,18 @@ def _session_aggregates(ev: ibis.Table, as_of: datetime) -> ibis.Table:
         metrics[f"sessions_{w}d"] = s.count(where=s[_START] >= starts[w])
     for w in fg.WINDOWS_DAYS:
         metrics[f"abandoned_carts_{w}d"] = s.count(where=abandoned & (s[_START] >= starts[w]))
+    age = _days(as_of, s[_START])
+    for d in fg.DECAY_DAYS:
+        metrics[f"sessions_decay_{d}d"] = (-age / float(d)).exp().sum()
+    metrics[_LAST_SESSION] = s[_START].max()
+    return s.aggregate(by=[c.CUSTOMER_ID], **metrics)
+
+
+def _send_aggregates(sends: ibis.Table, as_of: datetime) -> ibis.Table:
+    """Emails sent per lookback window (customer grain)."""
+    starts = _windows_start(as_of, fg.WINDOWS_DAYS)
+    s = sends.filter(sends[c.TS] < _ts(as_of))
+    metrics = {f"email_sends_{w}d": s.count(where=s[c.TS] >= starts[w]) for w in fg.WINDOWS_DAYS}
     return s.aggregate(by=[c.CUSTOMER_ID], **metrics)
 
 
@@ -557,14 +570,10 @@ def _customer_expr(
     rows is left to Arrow."""
     ev = events_between(tables, None, as_of)
     events, counters = _event_aggregates(tables, as_of, categories, channels, per_sum)
-    r = _left_join_all(
-        _customers_before(tables, as_of),
-        [
-            events,
-            _session_aggregates(ev, as_of),
-            _order_aggregates(ev, as_of),
-        ],
-    )
+    parts = [events, _session_aggregates(ev, as_of), _order_aggregates(ev, as_of)]
+    if tables.sends is not None:
+        parts.append(_send_aggregates(tables.sends, as_of))
+    r = _left_join_all(_customers_before(tables, as_of), parts)
     counts = counters.unpack(r)
     n_orders = _n(r[_N])
     recency = _days(as_of, r[_LAST])
@@ -596,10 +605,17 @@ def _customer_expr(
         out[f"monetary_{w}d"] = _eur(r[f"cents_{w}d"])
         out[f"sessions_{w}d"] = _n(r[f"sessions_{w}d"])
         out[f"abandoned_carts_{w}d"] = _n(r[f"abandoned_carts_{w}d"])
+    for d in fg.DECAY_DAYS:
+        out[f"sessions_decay_{d}d"] = r[f"sessions_decay_{d}d"].fill_null(0.0).cast("float64")
+    out["days_since_last_session"] = _days(as_of, r[_LAST_SESSION])
     for agg in fg.group("activity").aggregates:
         for w in fg.WINDOWS_DAYS:
             name = f"{agg.name}_{w}d"
             out[name] = counts[name] if agg.how == "count" else _eur(r[name])
+    for w in fg.WINDOWS_DAYS:
+        sent = _n(r[f"email_sends_{w}d"]) if tables.sends is not None else ibis.literal(0)
+        out[f"email_sends_{w}d"] = sent.cast("int64")
+        out[f"email_open_rate_{w}d"] = _ratio(out[f"email_opens_{w}d"], sent)
     for etype in c.CORE_EVENT_TYPES:
         out[f"days_since_last_{etype}"] = _days(as_of, r[f"last_{etype}"])
     frags = ["_none", *categories.values()]
@@ -769,6 +785,7 @@ class _Tables:
     customers: ibis.Table
     items: ibis.Table
     events: ibis.Table
+    sends: ibis.Table | None = None
 
 
 def _signature(table: ibis.Table) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -802,7 +819,11 @@ def _run(
         as_of,
         tuple(exp.get("category", {}).items()),
         tuple(exp.get("channel", {}).items()),
-        tuple(_signature(t) for t in (shop.customers, shop.items, shop.events)),
+        tuple(
+            _signature(t)
+            for t in (shop.customers, shop.items, shop.events, shop.sends)
+            if t is not None
+        ),
         shop.con.name,
     )
     if shop.con.name == "duckdb":

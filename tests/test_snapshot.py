@@ -85,6 +85,44 @@ def test_sessions_carts_emails_returns_of_customer_a(snap):
     assert math.isnan(a["days_since_last_signup"])
 
 
+def test_fading_session_counts_of_customer_a(snap):
+    a = row(snap.customer, "a")
+    # session starts 01-01 10:00, 03-01 09:00, 05-31 12:00, 06-25 20:00 (days before T)
+    ages = np.array([182 - 10 / 24, 122 - 9 / 24, 30.5, 5 + 4 / 24])
+    for d in fg.DECAY_DAYS:
+        assert a[f"sessions_decay_{d}d"] == pytest.approx(np.exp(-ages / d).sum())
+    assert a["days_since_last_session"] == pytest.approx(5 + 4 / 24)
+    e = row(snap.customer, "e")  # no session at all
+    assert e["sessions_decay_30d"] == 0.0 and math.isnan(e["days_since_last_session"])
+
+
+def test_email_sends_and_open_rate(tmp_path):
+    sends = pd.DataFrame(
+        {
+            c.CUSTOMER_ID: ["a", "a", "a", "b"],
+            # 2 days, 92 days before T, and at T itself (not before T: left out)
+            c.TS: pd.to_datetime(["2024-06-29", "2024-03-31", "2024-07-01", "2024-06-30"]),
+            c.CAMPAIGN_ID: ["k1", "k2", "k3", "k1"],
+        }
+    )
+    shop_dir = write_shop(tmp_path / "shop", hand_worked_events())
+    sends.to_parquet(shop_dir / "sends.parquet", index=False)
+    cust = build_snapshot(open_shop(shop_dir, now=NOW), T, tables=(fg.CUSTOMER,)).customer
+    a = row(cust, "a")
+    assert [a[f"email_sends_{w}d"] for w in fg.WINDOWS_DAYS] == [1, 1, 1, 2]
+    # opens per window [1, 1, 1, 2] (test above)
+    assert [a[f"email_open_rate_{w}d"] for w in fg.WINDOWS_DAYS] == [1.0, 1.0, 1.0, 1.0]
+    b = row(cust, "b")
+    assert b["email_sends_7d"] == 1 and b["email_open_rate_7d"] == 0.0
+    c_ = row(cust, "c")  # never sent anything: 0 sends, undefined rate
+    assert c_["email_sends_365d"] == 0 and math.isnan(c_["email_open_rate_365d"])
+
+
+def test_no_sends_table_means_zero_sends_and_undefined_rates(snap):
+    assert (snap.customer["email_sends_365d"] == 0).all()
+    assert snap.customer["email_open_rate_365d"].isna().all()
+
+
 def test_affinities_and_channel_mix(snap):
     a = row(snap.customer, "a")
     # views: coffee, coffee, doll; purchase lines: coffee, pan, coffee, coffee

@@ -221,8 +221,8 @@ class CustomerSample:
     ----------
     shop : features.shop.Shop
         The input shop itself when nothing was sampled; otherwise the same shop whose
-        ``customers`` and ``events`` are DuckDB temp tables and ``sends`` a temp view,
-        holding only the sampled customers' rows (``items`` unchanged).
+        ``customers``, ``events`` and ``sends`` are DuckDB temp tables holding only the
+        sampled customers' rows (``items`` unchanged).
     customers_total, customers_sampled : int
         Customers in the shop and customers kept (equal when nothing was sampled).
     seconds : float
@@ -314,8 +314,8 @@ def sample_customers(shop: Any, max_customers: int, seed: int) -> CustomerSample
     row order, cutoffs, threads or the machine, and a customer in the sample of ``n``
     is in the sample of every larger ``n``. The sampled customers and their events are
     materialised once as DuckDB temp tables on the shop's connection
-    (``_kb_sample<n>_<seed>_*``), so every later snapshot and label query scans only them;
-    their sends are a temp view (no snapshot or label of the binary scorers reads sends).
+    (``_kb_sample<n>_<seed>_*``; sends too, for the email-engagement features), so every
+    later snapshot and label query scans only them.
 
     Parameters
     ----------
@@ -354,10 +354,8 @@ def sample_customers(shop: Any, max_customers: int, seed: int) -> CustomerSample
             tables[name] = None
             continue
         target = f"{prefix}_{name}"
-        # sends feed no snapshot or label of these scorers: a view, filtered when read
-        kind = "VIEW" if name == "sends" else "TABLE"
         raw.execute(
-            f"CREATE OR REPLACE TEMP {kind} {target} AS SELECT * FROM ({_sql_of(shop, table)}) "
+            f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT * FROM ({_sql_of(shop, table)}) "
             f"WHERE {cid} IN (SELECT {cid} FROM {ids})"
         )
         tables[name] = shop.con.table(target)
