@@ -155,6 +155,8 @@ def test_calibrated_on_the_test_period(first) -> None:
     # the overall rate is reproduced, and most deciles sit within 2 standard errors
     assert m["test_brier"] < m["baseline_rfm_brier"]
     assert m["test_calibration_deciles_within_2se"] >= 7
+    # the same check on the true probabilities, for scale
+    assert m["oracle_calibration_deciles_checked"] == m["test_calibration_deciles_checked"]
 
 
 def test_seasonal_adjustment_measured_a_year_earlier(first, frames) -> None:

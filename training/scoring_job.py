@@ -759,6 +759,14 @@ def fit_evaluate(
             metrics["oracle_gap_roc_auc"] = (
                 metrics["oracle_roc_auc"] - metrics["test_roc_auc_oracle_rows"]
             )
+            # the same decile check on the true probabilities: how much of a miss is noise
+            oracle_table = M.calibration_table(y_te[ok], p_or, bins=10)
+            metrics.update(
+                {
+                    k.replace("test_", "oracle_", 1): v
+                    for k, v in calibration_check(oracle_table).items()
+                }
+            )
             if ok.all():
                 scores["oracle"] = p_or
     return Evaluation(
