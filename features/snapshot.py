@@ -51,6 +51,8 @@ _ORDER_KEY = "order_key"
 _START = "session_start"
 _HAS_CART = "has_cart"
 _LAST_SESSION = "last_session_start"
+DECAY_UNITS = 1e9
+"""Fading session counts are summed in integer units of 1 / DECAY_UNITS session."""
 _HAS_PURCHASE = "has_purchase"
 _GAP_S = "gap_seconds"
 _FIRST = "first_ts"
@@ -457,7 +459,10 @@ def _session_aggregates(ev: ibis.Table, as_of: datetime) -> ibis.Table:
         metrics[f"abandoned_carts_{w}d"] = s.count(where=abandoned & (s[_START] >= starts[w]))
     age = _days(as_of, s[_START])
     for d in fg.DECAY_DAYS:
-        metrics[f"sessions_decay_{d}d"] = (-age / float(d)).exp().sum()
+        # summed as integers (units of 1e-9 session): a float sum depends on the order the
+        # parallel aggregation meets the rows, and snapshots must be bit-for-bit repeatable
+        weight = ((-age / float(d)).exp() * DECAY_UNITS).round().cast("int64")
+        metrics[f"sessions_decay_{d}d"] = weight.sum()
     metrics[_LAST_SESSION] = s[_START].max()
     return s.aggregate(by=[c.CUSTOMER_ID], **metrics)
 
@@ -606,7 +611,8 @@ def _customer_expr(
         out[f"sessions_{w}d"] = _n(r[f"sessions_{w}d"])
         out[f"abandoned_carts_{w}d"] = _n(r[f"abandoned_carts_{w}d"])
     for d in fg.DECAY_DAYS:
-        out[f"sessions_decay_{d}d"] = r[f"sessions_decay_{d}d"].fill_null(0.0).cast("float64")
+        units = r[f"sessions_decay_{d}d"].fill_null(0).cast("float64")
+        out[f"sessions_decay_{d}d"] = units / DECAY_UNITS
     out["days_since_last_session"] = _days(as_of, r[_LAST_SESSION])
     for agg in fg.group("activity").aggregates:
         for w in fg.WINDOWS_DAYS:

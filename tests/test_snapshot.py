@@ -92,6 +92,9 @@ def test_fading_session_counts_of_customer_a(snap):
     for d in fg.DECAY_DAYS:
         assert a[f"sessions_decay_{d}d"] == pytest.approx(np.exp(-ages / d).sum())
     assert a["days_since_last_session"] == pytest.approx(5 + 4 / 24)
+    # summed in integer units of 1e-9 session, so no thread order can change a bit
+    units = snap.customer[[f"sessions_decay_{d}d" for d in fg.DECAY_DAYS]].to_numpy() * 1e9
+    np.testing.assert_allclose(units, np.round(units), rtol=0, atol=1e-4)
     e = row(snap.customer, "e")  # no session at all
     assert e["sessions_decay_30d"] == 0.0 and math.isnan(e["days_since_last_session"])
 
