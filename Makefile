@@ -70,11 +70,11 @@ demo: demo-data demo-features demo-train demo-score
 	$(KB) serve --data $(HOME_DIR)/demo-shop --port $(API_PORT) --workers 2
 
 bench: install
-	$(PY) -P -m bench.features --customers 1000000 --generator quick
-	$(PY) -P -m bench.train
-	$(PY) -P -m bench.recommend
-	$(PY) -P -m bench.movielens
-	$(PY) -P -m bench.api
+	$(PY) -m bench.features --customers 1000000 --generator quick
+	$(PY) -m bench.train
+	$(PY) -m bench.recommend
+	$(PY) -m bench.movielens
+	$(PY) -m bench.api
 
 clean:
 	rm -rf $(HOME_DIR) .pytest_cache .ruff_cache .mypy_cache
