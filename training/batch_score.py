@@ -4,12 +4,19 @@
 the champion (registry alias ``champion``) of each binary model, and writes one Parquet
 row per customer: ``customer_id``, ``as_of`` and per model ``<model>_score`` (calibrated
 probability), ``<model>_model_version`` and ``<model>_top_up`` / ``<model>_top_down``
-(up to 3 feature names pushing the score up / down). The file is written to a temporary
-name and renamed, so a failed run leaves the previous file intact.
+(up to 3 feature names pushing the score up / down). With a repurchase-timing champion it
+adds, from :func:`serving.in_market.repurchase_table`, ``repurchase_timing_score`` (probability
+that the customer's next order of anything bought before falls within the model's horizon;
+0 for customers with no repurchasable history), ``repurchase_timing_model_version``,
+``repurchase_timing_expected_days`` (days after T, NaN without history) and
+``repurchase_timing_next_item`` (the item or category most likely bought within the
+horizon). The file is written to a temporary name and renamed, so a failed run leaves
+the previous file intact.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -31,7 +38,9 @@ from models.inputs import model_inputs
 
 log = logging.getLogger(__name__)
 
-SCORED_MODELS: tuple[str, ...] = ("conversion_intent", "churn")
+BINARY_MODELS: tuple[str, ...] = ("conversion_intent", "churn")
+REPURCHASE = "repurchase_timing"
+SCORED_MODELS: tuple[str, ...] = (*BINARY_MODELS, REPURCHASE)
 CHUNK_ROWS = 200_000
 EXPLAIN_K = 3
 
@@ -83,6 +92,44 @@ def score_frame(
     return pa.table(columns)
 
 
+def repurchase_columns(scores: Any, ids: np.ndarray) -> dict[str, pa.Array]:
+    """The ``repurchase_timing_*`` columns for customers ``ids`` (in that order).
+
+    Parameters
+    ----------
+    scores : serving.in_market.RepurchaseScores
+        Pair and customer scores at the same cutoff.
+    ids : numpy.ndarray
+        Customer ids of the output rows.
+
+    Returns
+    -------
+    dict of column name to pyarrow.Array
+        See the module docstring; customers without pairs get score 0, NaN days and a null
+        next item.
+    """
+    from models.repurchase_timing import pair_key
+
+    key = pair_key(scores.level)
+    cust = scores.customers.set_index(c.CUSTOMER_ID).reindex(ids)
+    pairs = scores.pairs.sort_values(
+        [c.CUSTOMER_ID, "p_within_horizon", key], ascending=[True, False, True], kind="stable"
+    )
+    top = pairs.drop_duplicates(c.CUSTOMER_ID).set_index(c.CUSTOMER_ID)[key].reindex(ids)
+    version = int(scores.model_version) if str(scores.model_version).isdigit() else -1
+    p = cust["p_next_order_within_horizon"].fillna(0.0).to_numpy(dtype=np.float64)
+    return {
+        f"{REPURCHASE}_score": pa.array(p, pa.float64()),
+        f"{REPURCHASE}_model_version": pa.array(np.full(len(ids), version, np.int32)),
+        f"{REPURCHASE}_expected_days": pa.array(
+            cust["next_order_expected_days"].to_numpy(dtype=np.float64), pa.float64()
+        ),
+        f"{REPURCHASE}_next_item": pa.array(
+            [None if pd.isna(v) else str(v) for v in top.to_numpy()], pa.string()
+        ),
+    }
+
+
 def score_customers(
     settings: Settings | None,
     as_of: datetime | date | str,
@@ -124,8 +171,16 @@ def score_customers(
     t0 = time.perf_counter()
     as_of = normalize_as_of(as_of)
     configure_mlflow(settings)
-    champions = load_champions(models)
-    if not champions:
+    champions = load_champions([m for m in models if m != REPURCHASE])
+    repurchase = None
+    if REPURCHASE in models:
+        from serving.in_market import load_champion
+
+        try:
+            repurchase = load_champion()
+        except NotTrainedError:
+            log.warning("no champion for %s; its columns are left out", REPURCHASE)
+    if not champions and repurchase is None:
         raise NotTrainedError(
             f"no champion for any of {list(models)}; run `klantbeeld train all` first"
         )
@@ -133,6 +188,15 @@ def score_customers(
     shop = open_shop(data, lenient=settings.lenient, threads=settings.threads)
     snap = build_snapshot(shop, as_of)
     table = score_frame(model_inputs(snap), champions)
+    if repurchase is not None:
+        from serving.in_market import repurchase_table
+
+        model, level, version = repurchase
+        scores = repurchase_table(settings, as_of, snapshot=snap, model=model, level=level)
+        scores = dataclasses.replace(scores, model_version=version)
+        ids = table[c.CUSTOMER_ID].to_numpy(zero_copy_only=False)
+        for name, column in repurchase_columns(scores, ids).items():
+            table = table.append_column(name, column)
     table = table.append_column(
         "as_of", pa.array(np.full(table.num_rows, np.datetime64(as_of, "us")), pa.timestamp("us"))
     )
