@@ -134,38 +134,27 @@ def _churn_labels(shop: Any, as_of: datetime, s: Settings) -> pd.DataFrame:
     return churn_labels(shop, as_of, s.churn_horizon_days, s.churn_population_days)
 
 
-def _conversion_oracle(
-    shop_dir: Path,
-    as_of: datetime,
-    s: Settings,
-    /,
-    *,
-    customer_ids: Sequence[str] | None = None,
-    events: Any = None,
-) -> pd.DataFrame:
-    from features.demo_shop import oracle_purchase_probability
+def _demo_oracle(function: str, column: str, horizon: Callable[[Settings], int]) -> OracleFn:
+    """An :class:`OracleFn` over ``features.demo_shop.<function>`` (imported when called),
+    whose probability column ``column`` becomes ``p``, at the horizon ``horizon(settings)``."""
 
-    o = oracle_purchase_probability(
-        shop_dir, as_of, s.conversion_horizon_days, customer_ids=customer_ids, events=events
-    )
-    return o.rename(columns={"p_purchase": "p"})[[c.CUSTOMER_ID, "p"]]
+    def oracle(
+        shop_dir: Path,
+        as_of: datetime,
+        s: Settings,
+        /,
+        *,
+        customer_ids: Sequence[str] | None = None,
+        events: Any = None,
+    ) -> pd.DataFrame:
+        from features import demo_shop
 
+        o = getattr(demo_shop, function)(
+            shop_dir, as_of, horizon(s), customer_ids=customer_ids, events=events
+        )
+        return o.rename(columns={column: "p"})[[c.CUSTOMER_ID, "p"]]
 
-def _churn_oracle(
-    shop_dir: Path,
-    as_of: datetime,
-    s: Settings,
-    /,
-    *,
-    customer_ids: Sequence[str] | None = None,
-    events: Any = None,
-) -> pd.DataFrame:
-    from features.demo_shop import oracle_churn_probability
-
-    o = oracle_churn_probability(
-        shop_dir, as_of, s.churn_horizon_days, customer_ids=customer_ids, events=events
-    )
-    return o.rename(columns={"p_churn": "p"})[[c.CUSTOMER_ID, "p"]]
+    return oracle
 
 
 CONVERSION_INTENT = BinaryTask(
@@ -173,7 +162,9 @@ CONVERSION_INTENT = BinaryTask(
     make_scorer=lambda seed, threads: ConversionIntentModel(random_state=seed, num_threads=threads),
     labels=_conversion_labels,
     horizon_days=lambda s: s.conversion_horizon_days,
-    oracle=_conversion_oracle,
+    oracle=_demo_oracle(
+        "oracle_purchase_probability", "p_purchase", lambda s: s.conversion_horizon_days
+    ),
     description="purchase in (T, T+H] for customers with a session in the window before T",
 )
 CHURN = BinaryTask(
@@ -181,7 +172,7 @@ CHURN = BinaryTask(
     make_scorer=lambda seed, threads: ChurnModel(random_state=seed, num_threads=threads),
     labels=_churn_labels,
     horizon_days=lambda s: s.churn_horizon_days,
-    oracle=_churn_oracle,
+    oracle=_demo_oracle("oracle_churn_probability", "p_churn", lambda s: s.churn_horizon_days),
     description="no purchase in (T, T+H] for customers with a purchase in the window before T",
     label_is_purchase=False,
 )
