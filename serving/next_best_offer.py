@@ -373,18 +373,44 @@ def recommend_for(
 
 
 def to_recipient_results(result: RuleResult, placement: str) -> list[RecipientResult]:
-    """Turn the frames of a :class:`RuleResult` into per-recipient objects."""
+    """Turn the frames of a :class:`RuleResult` into per-recipient objects.
+
+    ``result.recs`` holds each recipient's items as one contiguous run of rows, in the
+    order of ``result.recipients``; columns are read once as Python lists (missing values
+    as ``None``), not row by row.
+    """
     rec = result.recs
-    rows = rec.to_dict("records")
     ids = rec[c.CUSTOMER_ID].to_numpy(dtype=object)
+    n = len(ids)
+    keys = (RANK, c.ITEM_ID, SCORE, REASON, c.TITLE, c.URL, c.IMAGE_URL, c.PRICE, c.CATEGORY)
+    cols = {key: _column(rec, key) for key in keys}
+    ranks = [int(v) for v in cols[RANK]]
+    items_of = [str(v) for v in cols[c.ITEM_ID]]
+    scores = [float(v) for v in cols[SCORE]]
+    reasons = [str(v) for v in cols[REASON]]
+    prices = [None if v is None else float(v) for v in cols[c.PRICE]]
+    titles, urls, images, cats = cols[c.TITLE], cols[c.URL], cols[c.IMAGE_URL], cols[c.CATEGORY]
     out: list[RecipientResult] = []
     start = 0
     for r in result.recipients.itertuples(index=False):
         cid = getattr(r, c.CUSTOMER_ID)
         end = start
-        while end < len(ids) and ids[end] == cid:
+        while end < n and ids[end] == cid:
             end += 1
-        items = [_item(row) for row in rows[start:end]]
+        items = [
+            RecommendedItem(
+                rank=ranks[i],
+                item_id=items_of[i],
+                score=scores[i],
+                reason=reasons[i],
+                title=titles[i],
+                url=urls[i],
+                image_url=images[i],
+                price=prices[i],
+                category=cats[i],
+            )
+            for i in range(start, end)
+        ]
         start = end
         reason = getattr(r, REASON)
         block = getattr(r, CONTENT_BLOCK)
@@ -405,23 +431,16 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def _item(row: dict[Any, Any]) -> RecommendedItem:
-    def opt(key: str) -> Any:
-        v = row.get(key)
-        return None if _missing(v) else v
-
-    price = opt(c.PRICE)
-    return RecommendedItem(
-        rank=int(row[RANK]),
-        item_id=str(row[c.ITEM_ID]),
-        score=float(row[SCORE]),
-        reason=str(row[REASON]),
-        title=opt(c.TITLE),
-        url=opt(c.URL),
-        image_url=opt(c.IMAGE_URL),
-        price=None if price is None else float(price),
-        category=opt(c.CATEGORY),
-    )
+def _column(frame: pd.DataFrame, key: str) -> list[Any]:
+    """Column ``key`` of ``frame`` as a list with ``None`` for missing values (all ``None``
+    when the column is absent)."""
+    if key not in frame.columns:
+        return [None] * len(frame)
+    values = frame[key]
+    missing = values.isna().to_numpy()
+    if not missing.any():
+        return values.tolist()
+    return [None if m else v for v, m in zip(values.tolist(), missing.tolist(), strict=True)]
 
 
 __all__ = [
