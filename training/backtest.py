@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from training.seasonality import Mode
+
 
 @dataclass(frozen=True)
 class BacktestConfig:
@@ -59,7 +61,7 @@ class BacktestConfig:
     num_threads: int = 2
     max_customers: int = 100_000
     pit_customers: int = 20_000
-    seasonal_adjustment: str = "auto"
+    seasonal_adjustment: Mode = "auto"
     seasonal_lag_days: int = 364
 
     def __post_init__(self) -> None:

@@ -939,7 +939,7 @@ def run_scoring_job(
         plan.test_end,
         plan.horizon_days,
         start,
-        mode=config.seasonal_adjustment,  # type: ignore[arg-type]
+        mode=config.seasonal_adjustment,
         lag_days=config.seasonal_lag_days,
         min_history_days=config.min_history_days,
     )
