@@ -318,6 +318,24 @@ def _no_purchase_probability(
     return state.cust, np.clip(p_none, 0.0, 1.0)
 
 
+def _oracle_no_purchase(
+    shop_dir: Path,
+    as_of: datetime,
+    horizon_days: int,
+    customer_ids: Sequence[str] | None,
+    events: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Customer ids and their probability of no purchase in (T, T+H] (the two public
+    oracles' shared body)."""
+    if horizon_days < 1:
+        raise ValueError(f"horizon_days must be >= 1, got {horizon_days}")
+    truth = _load(shop_dir)
+    cust, p_none = _no_purchase_probability(
+        truth, _day(truth, as_of), horizon_days, customer_ids, events
+    )
+    return cust[c.CUSTOMER_ID].to_numpy(), p_none
+
+
 def oracle_purchase_probability(
     shop_dir: Path,
     as_of: datetime,
@@ -354,13 +372,8 @@ def oracle_purchase_probability(
         ``customer_id``, ``p_purchase`` (probability) for every customer created before T
         (and in ``customer_ids`` when given), ordered by customer_id.
     """
-    if horizon_days < 1:
-        raise ValueError(f"horizon_days must be >= 1, got {horizon_days}")
-    truth = _load(shop_dir)
-    cust, p_none = _no_purchase_probability(
-        truth, _day(truth, as_of), horizon_days, customer_ids, events
-    )
-    return pd.DataFrame({c.CUSTOMER_ID: cust[c.CUSTOMER_ID].to_numpy(), "p_purchase": 1 - p_none})
+    ids, p_none = _oracle_no_purchase(shop_dir, as_of, horizon_days, customer_ids, events)
+    return pd.DataFrame({c.CUSTOMER_ID: ids, "p_purchase": 1 - p_none})
 
 
 def oracle_churn_probability(
@@ -377,13 +390,8 @@ def oracle_churn_probability(
     :func:`oracle_purchase_probability`; returns columns ``customer_id``, ``p_churn``
     (probability).
     """
-    if horizon_days < 1:
-        raise ValueError(f"horizon_days must be >= 1, got {horizon_days}")
-    truth = _load(shop_dir)
-    cust, p_none = _no_purchase_probability(
-        truth, _day(truth, as_of), horizon_days, customer_ids, events
-    )
-    return pd.DataFrame({c.CUSTOMER_ID: cust[c.CUSTOMER_ID].to_numpy(), "p_churn": p_none})
+    ids, p_none = _oracle_no_purchase(shop_dir, as_of, horizon_days, customer_ids, events)
+    return pd.DataFrame({c.CUSTOMER_ID: ids, "p_churn": p_none})
 
 
 def true_repurchase_cycles(shop_dir: Path) -> pd.DataFrame:
