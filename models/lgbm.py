@@ -76,6 +76,14 @@ class GradientBoostedScorer(Scorer):
         Seed of bagging, feature sampling and calibration folds.
     num_threads : int
         LightGBM threads (fixed so results do not depend on the machine).
+    refit : bool
+        After early stopping has fixed the number of trees, train that many trees again on
+        the training and validation rows together: the validation period is the most
+        recent labelled data, and leaving it out costs accuracy (churn test ROC-AUC
+        +0.0006 to +0.0007 on three demo shops). The calibration is then fitted on
+        cross-fitted margins of the validation rows: each half is scored by a model
+        trained on the training rows plus the other half, so the map sees out-of-sample
+        margins of models like the one served. Three fits more than ``refit=False``.
 
     Attributes
     ----------
@@ -84,6 +92,10 @@ class GradientBoostedScorer(Scorer):
     calibration_brier_ : dict[str, float]
         Cross-fitted validation Brier score of each calibration method.
     best_iteration_ : int
+        Number of trees, fixed by early stopping on the validation rows.
+    valid_raw_ : ndarray
+        Out-of-sample margins (log-odds) of the validation rows the calibration was fitted
+        on: from the early-stopped model, or cross-fitted with ``refit``. Not saved.
     feature_names_ : list[str]
         The numeric columns of the training frame (strings/categoricals are ignored).
     seasonal_shift_ : training.seasonality.IntensityShift or None
@@ -101,12 +113,14 @@ class GradientBoostedScorer(Scorer):
         early_stopping_rounds: int = 50,
         random_state: int = 42,
         num_threads: int = 2,
+        refit: bool = True,
     ) -> None:
         self.params = params
         self.n_estimators = n_estimators
         self.early_stopping_rounds = early_stopping_rounds
         self.random_state = random_state
         self.num_threads = num_threads
+        self.refit = refit
 
     def lgb_params(self) -> dict[str, Any]:
         """The full LightGBM parameter set used by :meth:`fit` (deterministic, seeded)."""
@@ -150,24 +164,53 @@ class GradientBoostedScorer(Scorer):
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         )
         self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
-        # keep exactly the trees that are used, so the saved file is the served model
-        self.booster_ = lgb.Booster(
-            model_str=booster.model_to_string(num_iteration=self.best_iteration_)
-        )
         self.feature_names_ = names
         self._paths: tuple[Any, np.ndarray, float] | None = None
-        raw_valid = np.asarray(self.booster_.predict(Xv, raw_score=True), dtype=np.float64)
-        choice = choose_calibrator(raw_valid, yv_arr, random_state=int(self.random_state))
+        if self.refit:
+            self.valid_raw_ = self._cross_fitted_margins(params, Xt, y_arr, Xv, yv_arr)
+            both = lgb.Dataset(pd.concat([Xt, Xv], ignore_index=True), label=np.r_[y_arr, yv_arr])
+            self.booster_ = lgb.train(params, both, num_boost_round=self.best_iteration_)
+        else:
+            # keep exactly the trees that are used, so the saved file is the served model
+            self.booster_ = lgb.Booster(
+                model_str=booster.model_to_string(num_iteration=self.best_iteration_)
+            )
+            self.valid_raw_ = np.asarray(self.booster_.predict(Xv, raw_score=True), np.float64)
+        choice = choose_calibrator(self.valid_raw_, yv_arr, random_state=int(self.random_state))
         self.calibrator_ = choice.calibrator
         self.calibration_brier_ = choice.brier
         self.seasonal_shift_: Any = None
         log.info(
-            "fitted %s: %d trees, calibration %s",
+            "fitted %s: %d trees%s, calibration %s",
             type(self).__name__,
             self.best_iteration_,
+            ", refitted on training + validation rows" if self.refit else "",
             choice.method,
         )
         return self
+
+    def _cross_fitted_margins(
+        self,
+        params: dict[str, Any],
+        Xt: pd.DataFrame,
+        yt: np.ndarray,
+        Xv: pd.DataFrame,
+        yv: np.ndarray,
+    ) -> np.ndarray:
+        """Margins of the validation rows, each half scored by ``best_iteration_`` trees
+        trained on the training rows plus the other half (seeded split)."""
+        import lightgbm as lgb
+
+        half = np.random.default_rng(int(self.random_state)).permutation(len(yv)) % 2
+        margins = np.empty(len(yv), dtype=np.float64)
+        for k in (0, 1):
+            fit_rows, scored = half != k, half == k
+            data = lgb.Dataset(
+                pd.concat([Xt, Xv[fit_rows]], ignore_index=True), label=np.r_[yt, yv[fit_rows]]
+            )
+            model = lgb.train(params, data, num_boost_round=self.best_iteration_)
+            margins[scored] = model.predict(Xv[scored], raw_score=True)
+        return margins
 
     def frame(self, X: pd.DataFrame) -> pd.DataFrame:
         """``X`` reduced to the pinned features as float64."""
@@ -288,6 +331,7 @@ class GradientBoostedScorer(Scorer):
             "early_stopping_rounds": self.early_stopping_rounds,
             "random_state": self.random_state,
             "num_threads": self.num_threads,
+            "refit": self.refit,
             "feature_names": self.feature_names_,
             "best_iteration": self.best_iteration_,
             "calibrator": self.calibrator_.to_dict(),
@@ -320,6 +364,7 @@ class GradientBoostedScorer(Scorer):
             early_stopping_rounds=meta["early_stopping_rounds"],
             random_state=meta["random_state"],
             num_threads=meta["num_threads"],
+            refit=bool(meta.get("refit", False)),
         )
         obj.booster_ = lgb.Booster(model_file=str(path / BOOSTER_FILE))
         obj._paths = None

@@ -145,6 +145,32 @@ class TestConversionIntent(ScorerContract):
         recent = X_TEST.assign(recency_days=1.0, orders_total=3, sessions_30d=2).iloc[:1]
         assert fitted.explain(recent).top_up.iloc[0][0] == "recency_days"
 
+    def test_refit_learns_from_the_validation_rows(self) -> None:
+        # "noise" predicts the label only in the validation period: the refitted model
+        # (training + validation rows) uses it, the early-stopped one hardly does
+        X_va = X_VALID.assign(noise=np.where(Y_VALID == 1, 1.0, -1.0))
+        plain = ConversionIntentModel(random_state=7, params={"min_child_samples": 20}, refit=False)
+        plain.fit(X_TRAIN, Y_TRAIN, X_va, Y_VALID)
+        refit = self.make().fit(X_TRAIN, Y_TRAIN, X_va, Y_VALID)
+        assert refit.booster_.num_trees() == refit.best_iteration_
+        share = [m.feature_importance() / m.feature_importance().sum() for m in (plain, refit)]
+        assert share[0]["noise"] < 0.15 < 0.3 < share[1]["noise"]
+
+    def test_calibration_margins_are_cross_fitted(self) -> None:
+        # a validation row's margin comes from a model that never saw its label: flipping
+        # the labels of half A changes the margins of half B only
+        scorer = self.make()
+        scorer.best_iteration_ = 30
+        params = scorer.lgb_params()
+        half = np.random.default_rng(scorer.random_state).permutation(len(Y_VALID)) % 2
+        flipped = np.where(half == 0, 1 - Y_VALID, Y_VALID)
+        X_tr = X_TRAIN.drop(columns="lifecycle_stage")
+        X_va = X_VALID.drop(columns="lifecycle_stage")
+        a = scorer._cross_fitted_margins(params, X_tr, Y_TRAIN, X_va, Y_VALID)
+        b = scorer._cross_fitted_margins(params, X_tr, Y_TRAIN, X_va, flipped)
+        np.testing.assert_array_equal(a[half == 0], b[half == 0])
+        assert not np.allclose(a[half == 1], b[half == 1])
+
 
 class TestChurn(ScorerContract):
     min_auc = 0.80

@@ -8,8 +8,9 @@ One call of :func:`run_scoring_job` is one MLflow run:
 2. build a point-in-time feature snapshot (the tables the scorers read) and the labels at
    every cutoff, and check at one training cutoff that events at or after T do not change
    the snapshot (point in time; on a nested sample of ``pit_customers`` when larger);
-3. fit LightGBM on the stacked training cutoffs, early-stop and calibrate on the
-   validation cutoff, score the test cutoff;
+3. fit LightGBM on the stacked training cutoffs, early-stop on the validation cutoff,
+   refit that many trees on training + validation rows and calibrate on cross-fitted
+   validation margins (:class:`models.lgbm.GradientBoostedScorer`), score the test cutoff;
 4. fit and score the RFM and logistic baselines on the same rows; on the demo shop
    (``<data>/truth`` exists) also the oracle that knows the true propensities;
 5. log params, metrics, plots, the feature manifest, the input description and the
@@ -700,7 +701,7 @@ def fit_evaluate(
     scorer = task.make_scorer(seed, config.num_threads).fit(X_tr, y_tr, X_va, y_va)
     fit_seconds = time.perf_counter() - t0
     p_test = scorer.predict_calibrated(X_te)
-    p_valid = scorer.predict_calibrated(X_va)
+    p_valid = scorer.calibrator_.predict(scorer.valid_raw_)  # out of sample even after a refit
 
     metrics: dict[str, float] = {}
     shifts = seasonal_shifts(scorer, frames, task)
@@ -988,6 +989,7 @@ def run_scoring_job(
             "scorer": type(ev.scorer).__name__,
             "n_estimators_max": ev.scorer.n_estimators,
             "early_stopping_rounds": ev.scorer.early_stopping_rounds,
+            "refit_on_valid": ev.scorer.refit,
             "point_in_time_check": pit_check,
             "max_customers": config.max_customers,
             "pit_customers": config.pit_customers,
