@@ -87,6 +87,32 @@ def test_calibration_table_by_hand() -> None:
     assert t["relative_error"].tolist() == pytest.approx([0.5, 0.25])
 
 
+def test_calibration_yardstick_matches_the_binomial() -> None:
+    from scipy.stats import binom
+
+    # one bin of 2,000 rows at p = 0.05: the observed count k passes when
+    # |100 - k| <= 0.1 k, i.e. 91 <= k <= 111
+    exact = binom.cdf(111, 2000, 0.05) - binom.cdf(90, 2000, 0.05)
+    y = m.calibration_yardstick(np.full(2000, 0.05), bins=1, draws=4000, seed=3)
+    assert y.bins_checked == 1
+    assert y.expected_bins_within == pytest.approx(exact, abs=0.025)
+    assert y.all_bins_pass_probability == pytest.approx(exact, abs=0.025)
+
+
+def test_calibration_yardstick_bins_pass_independently() -> None:
+    # a common rate passes always; a rare one almost never; all-pass is their product
+    p = np.r_[np.full(3000, 0.001), np.full(3000, 0.5)]
+    y = m.calibration_yardstick(p, bins=2, draws=500, seed=0)
+    assert y.bins_checked == 2
+    assert 1.0 <= y.expected_bins_within < 1.4
+    assert y.all_bins_pass_probability == pytest.approx(y.expected_bins_within - 1.0)
+    # bins below min_n are not checked; same seed, same answer
+    assert m.calibration_yardstick(p, bins=2, min_n=3001).bins_checked == 0
+    assert m.calibration_yardstick(p, seed=5) == m.calibration_yardstick(p, seed=5)
+    with pytest.raises(ValueError, match="probabilities in"):
+        m.calibration_yardstick(np.array([0.2, 1.5]))
+
+
 def test_binary_report_names() -> None:
     r = m.binary_report(Y, P).as_metrics("test")
     assert r["test_roc_auc"] == pytest.approx(19 / 24)

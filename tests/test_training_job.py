@@ -157,6 +157,10 @@ def test_calibrated_on_the_test_period(first) -> None:
     assert m["test_calibration_deciles_within_2se"] >= 7
     # the same check on the true probabilities, for scale
     assert m["oracle_calibration_deciles_checked"] == m["test_calibration_deciles_checked"]
+    # and the yardstick: what the 10% rule gives when labels follow the model's own scores
+    expected = m["test_calibration_deciles_within_10pct_if_calibrated"]
+    assert 0 < expected <= m["test_calibration_deciles_checked"]
+    assert 0 <= m["test_calibration_all_deciles_pass_prob_if_calibrated"] <= 1
 
 
 def test_seasonal_adjustment_measured_a_year_earlier(first, frames) -> None:

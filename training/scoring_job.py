@@ -727,6 +727,12 @@ def fit_evaluate(
         metrics[f"calibration_brier_{method}"] = b
     table = M.calibration_table(y_te, p_test, bins=10)
     metrics.update(calibration_check(table))
+    # the same rule on labels drawn from p_test itself: what a calibrated model can expect
+    yardstick = M.calibration_yardstick(p_test, min_n=CALIBRATION_MIN_BIN, seed=seed)
+    metrics["test_calibration_deciles_within_10pct_if_calibrated"] = yardstick.expected_bins_within
+    metrics["test_calibration_all_deciles_pass_prob_if_calibrated"] = (
+        yardstick.all_bins_pass_probability
+    )
 
     scores = {"model": p_test}
     baselines: dict[str, Scorer] = {
