@@ -78,7 +78,10 @@ class Settings(BaseSettings):
         "large catalogues); None: the whole catalogue.",
     )
     recommender_ranker_estimators: int = Field(
-        200, ge=1, le=5000, description="Boosting rounds of the LambdaRank re-ranker."
+        200,
+        ge=1,
+        le=5000,
+        description="Most rounds of the LambdaRank re-ranker (early stopping keeps fewer).",
     )
 
     # Serving: placements and online state.
