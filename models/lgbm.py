@@ -165,7 +165,7 @@ class GradientBoostedScorer(Scorer):
         )
         self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
         self.feature_names_ = names
-        self._paths: tuple[Any, np.ndarray, float] | None = None
+        self._paths: Any = None
         if self.refit:
             self.valid_raw_ = self._cross_fitted_margins(params, Xt, y_arr, Xv, yv_arr)
             both = lgb.Dataset(pd.concat([Xt, Xv], ignore_index=True), label=np.r_[y_arr, yv_arr])
@@ -242,69 +242,27 @@ class GradientBoostedScorer(Scorer):
         contrib = self.booster_.predict(self.frame(X), pred_contrib=True)
         return pd.DataFrame(contrib, index=X.index, columns=[*self.feature_names_, "bias"])
 
-    def _path_table(self) -> tuple[Any, np.ndarray, float]:
-        """Per-leaf feature contributions (sparse ``leaves x features``), tree offsets, bias."""
-        paths: tuple[Any, np.ndarray, float] | None = getattr(self, "_paths", None)
+    def _tree_paths(self) -> Any:
+        """The booster's :class:`models.tree_paths.TreePaths` (built once per model)."""
+        paths = getattr(self, "_paths", None)
         if paths is None:
-            from scipy import sparse
+            from models.tree_paths import TreePaths
 
-            rows: list[int] = []
-            cols: list[int] = []
-            vals: list[float] = []
-            offsets: list[int] = []
-            bias = 0.0
-            base = 0
-            for tree in self.booster_.dump_model()["tree_info"]:
-                root = tree["tree_structure"]
-                offsets.append(base)
-                bias += float(root.get("internal_value", root.get("leaf_value", 0.0)))
-                stack: list[tuple[dict, dict[int, float]]] = [(root, {})]
-                n_leaves = 0
-                while stack:
-                    node, acc = stack.pop()
-                    if "leaf_index" in node or "split_feature" not in node:
-                        leaf = base + int(node.get("leaf_index", 0))
-                        n_leaves += 1
-                        for f, v in acc.items():
-                            rows.append(leaf)
-                            cols.append(f)
-                            vals.append(v)
-                        continue
-                    f = int(node["split_feature"])
-                    parent = float(node["internal_value"])
-                    for child in (node["left_child"], node["right_child"]):
-                        value = float(child.get("internal_value", child.get("leaf_value", 0.0)))
-                        nxt = dict(acc)
-                        nxt[f] = nxt.get(f, 0.0) + value - parent
-                        stack.append((child, nxt))
-                base += n_leaves
-            table = sparse.csr_matrix(
-                (vals, (rows, cols)), shape=(base, len(self.feature_names_)), dtype=np.float64
-            )
-            paths = (table, np.asarray(offsets, dtype=np.int64), bias)
-            self._paths = paths
+            paths = self._paths = TreePaths(self.booster_)
         return paths
 
     def path_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-row feature contributions to the margin along each tree's decision path.
 
-        The change of the node value (log-odds) at every split is credited to the split's
-        feature (Saabas attribution). Rows sum, with column ``bias``, to the margin exactly,
-        like :meth:`contributions`, at a small fraction of TreeSHAP's cost; used for the
-        per-customer explanations of batch scoring and the API.
+        Decision-path (Saabas) attribution (:mod:`models.tree_paths`): rows sum, with column
+        ``bias``, to the margin exactly, like :meth:`contributions`, at a small fraction of
+        TreeSHAP's cost; used for the per-customer explanations of batch scoring and the API.
         """
-        from scipy import sparse
-
-        table, offsets, bias = self._path_table()
-        leaves = np.asarray(self.booster_.predict(self.frame(X), pred_leaf=True), dtype=np.int64)
-        leaves = leaves.reshape(len(X), -1) + offsets[None, :]
-        n, t = leaves.shape
-        onehot = sparse.csr_matrix(
-            (np.ones(n * t), leaves.ravel(), np.arange(0, n * t + 1, t)), shape=(n, table.shape[0])
+        paths = self._tree_paths()
+        out = pd.DataFrame(
+            paths.contributions(self.frame(X)), index=X.index, columns=self.feature_names_
         )
-        contrib = (onehot @ table).toarray()
-        out = pd.DataFrame(contrib, index=X.index, columns=self.feature_names_)
-        out["bias"] = bias
+        out["bias"] = paths.bias
         return out
 
     def explain(self, X: pd.DataFrame, k: int = 3) -> pd.DataFrame:
