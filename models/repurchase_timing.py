@@ -539,6 +539,42 @@ class RepurchaseTimingModel:
         dist = self.predict_distribution(X)
         return distribution_frame(dist, X, as_of=as_of, keys=keys, max_days=self.max_days)
 
+    def explain(self, X: pd.DataFrame, k: int = 3) -> pd.DataFrame:
+        """Top-``k`` features pushing each pair's weekly hazard up and down.
+
+        Decision-path contributions to the hazard margin (log-odds, :mod:`models.tree_paths`),
+        averaged over the ``weeks`` of the horizon; names are those of
+        ``hazard_feature_names_`` (pair features, ``week``, the pair's age at that week and
+        its ratios to the cycles).
+
+        Parameters
+        ----------
+        X : DataFrame
+            Pair features (as for :meth:`predict_hazard`).
+        k : int
+            Names per direction.
+
+        Returns
+        -------
+        DataFrame
+            ``top_up``, ``top_down`` (lists of up to ``k`` names), index of ``X``.
+        """
+        from models.base import TOP_DOWN, TOP_UP, top_k_names
+
+        self._check_fitted()
+        paths = getattr(self, "_paths", None)
+        if paths is None:
+            from models.tree_paths import TreePaths
+
+            paths = self._paths = TreePaths(self.booster_, num_iteration=self.best_iteration_)
+        base = self._pair_matrix(X, self.feature_names_)
+        total = np.zeros((len(base), len(self.hazard_feature_names_)))
+        for week in range(1, self.weeks + 1):
+            rows = self._expand(base, np.full(len(base), week, dtype=np.float32))
+            total += paths.contributions(rows)
+        ups, downs = top_k_names(total / self.weeks, self.hazard_feature_names_, k)
+        return pd.DataFrame({TOP_UP: ups, TOP_DOWN: downs}, index=X.index)
+
     # -- persistence ---------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
         """Return the constructor arguments (sklearn convention)."""

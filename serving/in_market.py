@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ class RepurchaseScores:
         (pairs assumed independent given their features).
     model_version : str
         Registered version used, or ``"local"`` when a model object was passed in.
+    features : DataFrame or None
+        The pair features scored, row ``i`` for row ``i`` of ``pairs`` (for explanations).
     """
 
     as_of: datetime
@@ -64,6 +66,7 @@ class RepurchaseScores:
     pairs: pd.DataFrame
     customers: pd.DataFrame
     model_version: str
+    features: pd.DataFrame | None = field(default=None, repr=False)
 
 
 def parse_iso_week(week: str) -> tuple[date, date]:
@@ -187,7 +190,7 @@ def repurchase_table(
         len(customers),
         version,
     )
-    return RepurchaseScores(t, level, pairs, customers, version)
+    return RepurchaseScores(t, level, pairs, customers, version, features=X)
 
 
 def in_market(

@@ -57,3 +57,24 @@ def test_repurchase_timing_is_scored_by_default() -> None:
     assert SCORED_MODELS == ("conversion_intent", "churn", REPURCHASE)
     with pytest.raises(ValueError, match="level must be"):
         repurchase_columns(dataclasses.replace(_scores(), level="brand"), np.array(["a"]))
+
+
+def test_explanations_describe_each_customers_most_likely_item() -> None:
+    class Explains:  # records which pair rows it was asked about
+        def explain(self, X: pd.DataFrame) -> pd.DataFrame:
+            self.asked = X[c.ITEM_ID].tolist()
+            return pd.DataFrame(
+                {"top_up": [[f"up_{i}"] for i in self.asked], "top_down": [[]] * len(X)}
+            )
+
+    scores = _scores()
+    features = scores.pairs[[c.CUSTOMER_ID, c.ITEM_ID]].copy()
+    model = Explains()
+    cols = repurchase_columns(
+        dataclasses.replace(scores, features=features), np.array(["b", "z", "a"]), model
+    )
+    assert sorted(model.asked) == ["i1", "i9"]
+    assert cols[f"{REPURCHASE}_top_up"].to_pylist() == [["up_i9"], [], ["up_i1"]]
+    assert cols[f"{REPURCHASE}_top_down"].to_pylist() == [[], [], []]
+    # without the pair features (or the model) the columns are left out
+    assert f"{REPURCHASE}_top_up" not in repurchase_columns(scores, np.array(["a"]), model)

@@ -235,3 +235,23 @@ def test_same_seed_same_model_and_save_load_round_trip(tmp_path) -> None:
     ]
     with pytest.raises(NotTrainedError):
         RepurchaseTimingModel.load(tmp_path / "absent")
+
+
+def test_explanations_sum_to_the_hazard_margin_and_name_the_due_signal() -> None:
+    from models.tree_paths import TreePaths
+
+    X, ev, risk, _ = synth_pairs(2000, 5, item_cycles=(28.0, 56.0), shape=8.0)
+    model = RepurchaseTimingModel(n_estimators=60, random_state=0).fit(X, ev, risk)
+    # path contributions + bias are the hazard margin of every (pair, week) row
+    rows = model._expand(
+        model._pair_matrix(X.iloc[:50], model.feature_names_), np.full(50, 3, np.float32)
+    )
+    paths = TreePaths(model.booster_, num_iteration=model.best_iteration_)
+    margin = model.booster_.predict(rows, raw_score=True, num_iteration=model.best_iteration_)
+    np.testing.assert_allclose(paths.contributions(rows).sum(axis=1) + paths.bias, margin)
+    # a pair about due: its age relative to the cycle pushes its hazard up
+    why = model.explain(_query([27.0, 56.0, 300.0], cycle=28.0))
+    assert list(why.columns) == ["top_up", "top_down"] and len(why) == 3
+    names = set(model.hazard_feature_names_)
+    assert all(set(u) <= names and len(u) <= 3 for u in why.top_up)
+    assert any("age_at_week" in n or n == "days_since_last" for n in why.top_up.iloc[0])

@@ -10,8 +10,9 @@ that the customer's next order of anything bought before falls within the model'
 0 for customers with no repurchasable history), ``repurchase_timing_model_version``,
 ``repurchase_timing_expected_days`` (days after T, NaN without history) and
 ``repurchase_timing_next_item`` (the item or category most likely bought within the
-horizon). The file is written to a temporary name and renamed, so a failed run leaves
-the previous file intact.
+horizon) with ``repurchase_timing_top_up`` / ``_top_down`` (up to 3 features pushing that
+pair's weekly hazard up / down). The file is written to a temporary name and renamed, so a
+failed run leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def score_frame(
     return pa.table(columns)
 
 
-def repurchase_columns(scores: Any, ids: np.ndarray) -> dict[str, pa.Array]:
+def repurchase_columns(scores: Any, ids: np.ndarray, model: Any = None) -> dict[str, pa.Array]:
     """The ``repurchase_timing_*`` columns for customers ``ids`` (in that order).
 
     Parameters
@@ -101,24 +102,39 @@ def repurchase_columns(scores: Any, ids: np.ndarray) -> dict[str, pa.Array]:
         Pair and customer scores at the same cutoff.
     ids : numpy.ndarray
         Customer ids of the output rows.
+    model : models.repurchase_timing.RepurchaseTimingModel, optional
+        The model that scored ``scores``; with it (and ``scores.features``) the columns
+        ``repurchase_timing_top_up`` / ``_top_down`` explain each customer's most likely
+        next item (:meth:`~models.repurchase_timing.RepurchaseTimingModel.explain`).
 
     Returns
     -------
     dict of column name to pyarrow.Array
-        See the module docstring; customers without pairs get score 0, NaN days and a null
-        next item.
+        See the module docstring; customers without pairs get score 0, NaN days, a null
+        next item and empty explanations.
     """
+    from models.base import TOP_DOWN, TOP_UP
     from models.repurchase_timing import pair_key
 
     key = pair_key(scores.level)
     cust = scores.customers.set_index(c.CUSTOMER_ID).reindex(ids)
-    pairs = scores.pairs.sort_values(
-        [c.CUSTOMER_ID, "p_within_horizon", key], ascending=[True, False, True], kind="stable"
+    order = np.lexsort(
+        (
+            scores.pairs[key].to_numpy(),
+            -scores.pairs["p_within_horizon"].to_numpy(),
+            scores.pairs[c.CUSTOMER_ID].to_numpy(),
+        )
     )
-    top = pairs.drop_duplicates(c.CUSTOMER_ID).set_index(c.CUSTOMER_ID)[key].reindex(ids)
+    ranked = scores.pairs.iloc[order]
+    first = ~ranked[c.CUSTOMER_ID].duplicated().to_numpy()
+    top_rows = order[first]  # row position in pairs (and features) of each customer's top pair
+    top = pd.Series(
+        scores.pairs[key].to_numpy()[top_rows],
+        index=scores.pairs[c.CUSTOMER_ID].to_numpy()[top_rows],
+    ).reindex(ids)
     version = int(scores.model_version) if str(scores.model_version).isdigit() else -1
     p = cust["p_next_order_within_horizon"].fillna(0.0).to_numpy(dtype=np.float64)
-    return {
+    out = {
         f"{REPURCHASE}_score": pa.array(p, pa.float64()),
         f"{REPURCHASE}_model_version": pa.array(np.full(len(ids), version, np.int32)),
         f"{REPURCHASE}_expected_days": pa.array(
@@ -128,6 +144,14 @@ def repurchase_columns(scores: Any, ids: np.ndarray) -> dict[str, pa.Array]:
             [None if pd.isna(v) else str(v) for v in top.to_numpy()], pa.string()
         ),
     }
+    if model is not None and scores.features is not None:
+        why = model.explain(scores.features.iloc[top_rows].reset_index(drop=True))
+        why.index = scores.pairs[c.CUSTOMER_ID].to_numpy()[top_rows]
+        why = why.reindex(ids)
+        for column in (TOP_UP, TOP_DOWN):
+            values = [v if isinstance(v, list) else [] for v in why[column].to_numpy()]
+            out[f"{REPURCHASE}_{column}"] = pa.array(values, pa.list_(pa.string()))
+    return out
 
 
 def score_customers(
@@ -195,7 +219,7 @@ def score_customers(
         scores = repurchase_table(settings, as_of, snapshot=snap, model=model, level=level)
         scores = dataclasses.replace(scores, model_version=version)
         ids = table[c.CUSTOMER_ID].to_numpy(zero_copy_only=False)
-        for name, column in repurchase_columns(scores, ids).items():
+        for name, column in repurchase_columns(scores, ids, model).items():
             table = table.append_column(name, column)
     table = table.append_column(
         "as_of", pa.array(np.full(table.num_rows, np.datetime64(as_of, "us")), pa.timestamp("us"))
