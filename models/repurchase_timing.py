@@ -418,6 +418,7 @@ class RepurchaseTimingModel:
             if pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c])
         ]
         self.feature_names_ = names
+        self._paths: Any = None  # explain()'s tree-path table, of the booster fitted here
         self._elapsed_idx = names.index(self.elapsed_col)
         self._cycle_idx = [names.index(c) for c in self.cycle_cols if c in names]
         self.hazard_feature_names_ = (
