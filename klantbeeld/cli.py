@@ -315,6 +315,58 @@ def in_market_segment(
         out.print(f"{len(frame):,} rows (showing up to 20; --out FILE writes all)")
 
 
+keys = typer.Typer(help="API keys with scopes (stored hashed).", no_args_is_help=True)
+app.add_typer(keys, name="keys")
+
+
+@keys.command("create")
+@friendly_errors
+def keys_create(
+    scopes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: scores:read, recommendations:read, events:write, "
+            "audiences:export, admin."
+        ),
+    ],
+    label: Annotated[str, typer.Option(help="Who or what the key is for.")] = "",
+) -> None:
+    """Create an API key; it is printed once, on the last line, and stored only hashed."""
+    from serving.api.keys import KeyStore, parse_scopes
+
+    settings = _settings()
+    store = KeyStore(settings.resolved_api_keys_file)
+    key = store.create(parse_scopes(scopes), label)
+    err.print(f"API key with scopes {scopes} (shown once; store it now):")
+    print(key)
+
+
+@keys.command("list")
+@friendly_errors
+def keys_list() -> None:
+    """List key ids, scopes and status (never the keys themselves)."""
+    from serving.api.keys import KeyStore
+
+    for info in KeyStore(_settings().resolved_api_keys_file).list():
+        status = f"revoked {info.revoked}" if info.revoked else "active"
+        out.print(
+            f"{info.key_id}  {','.join(sorted(info.scopes))}  {status}  {info.label}",
+            highlight=False,
+        )
+
+
+@keys.command("revoke")
+@friendly_errors
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id (from `keys list`).")]) -> None:
+    """Revoke a key; running servers refuse it on their next request."""
+    from serving.api.keys import KeyStore
+
+    if not KeyStore(_settings().resolved_api_keys_file).revoke(key_id):
+        err.print(f"[bold red]error:[/] no active key with id {key_id!r}", highlight=False)
+        raise typer.Exit(code=2)
+    out.print(f"key {key_id} revoked")
+
+
 @app.command()
 @friendly_errors
 def serve(

@@ -107,6 +107,16 @@ class Settings(BaseSettings):
         description="Folder where API worker processes share their latency histograms; "
         "`klantbeeld serve` sets one per run (unset: per process).",
     )
+    api_keys_file: Path | None = Field(
+        None,
+        description="SQLite file of hashed API keys (`klantbeeld keys`); "
+        "default home/api_keys.sqlite.",
+    )
+    metrics_public: bool = Field(
+        False,
+        description="Serve GET /metrics without an API key (for a scraper on a private "
+        "network); by default it needs a key with the `admin` scope.",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
@@ -135,6 +145,13 @@ class Settings(BaseSettings):
     def resolved_state_file(self) -> Path:
         """SQLite file of online state: ``state_file`` if set, else ``home/state.sqlite``."""
         return self.state_file if self.state_file is not None else self.home / "state.sqlite"
+
+    @property
+    def resolved_api_keys_file(self) -> Path:
+        """SQLite file of API keys: ``api_keys_file`` if set, else ``home/api_keys.sqlite``."""
+        return (
+            self.api_keys_file if self.api_keys_file is not None else self.home / "api_keys.sqlite"
+        )
 
     @property
     def artifact_root(self) -> Path:

@@ -31,6 +31,7 @@ from serving.api.artifacts import RecommendationService
 from serving.api.audience import AudienceIndex, normalise_email, normalise_phone
 from serving.api.batcher import MicroBatcher
 from serving.api.deps import get_audience, get_now, get_recommender, get_scores, get_state
+from serving.api.keys import SCOPES, KeyStore
 from serving.api.metrics import BUCKETS, LatencyHistogram
 from serving.api.scores import ScoreIndex
 from serving.api.state_reader import FastStateReader
@@ -120,6 +121,12 @@ class Clock:
         return self.now
 
 
+def keyed_client(app, scopes: Sequence[str] = SCOPES) -> TestClient:
+    """A test client sending a real key with ``scopes``, created in the app's key file."""
+    key = KeyStore(app.state.settings.resolved_api_keys_file).create(frozenset(scopes))
+    return TestClient(app, headers={"X-API-Key": key})
+
+
 @pytest.fixture()
 def world(tmp_path: Path):
     pq.write_table(SCORES, tmp_path / "scores.parquet")
@@ -141,7 +148,7 @@ def world(tmp_path: Path):
             get_now: clock,
         }
     )
-    with TestClient(app) as client:
+    with keyed_client(app) as client:
         yield client, clock, state
 
 
@@ -233,7 +240,7 @@ def test_scores_unknown_customer_is_404(world):
 
 
 def test_scores_without_a_scores_file_is_503(tmp_path):
-    with TestClient(create_app(Settings(home=tmp_path))) as client:
+    with keyed_client(create_app(Settings(home=tmp_path))) as client:
         r = client.get("/v1/customers/C1/scores")
     assert r.status_code == 503
     assert "klantbeeld score" in r.json()["detail"]
@@ -543,7 +550,7 @@ def served(tmp_path_factory):
     )
     (settings.home / "scores").mkdir(parents=True)
     pq.write_table(table, settings.home / "scores" / "customer_scores_as_of=2026-10-01.parquet")
-    with TestClient(create_app(settings)) as client:  # no recommender yet
+    with keyed_client(create_app(settings)) as client:  # no recommender yet
         untrained = (
             client.get("/health").json(),
             client.get(f"/v1/customers/{ids[0]}/recommendations"),
@@ -562,7 +569,7 @@ def test_real_app_without_recommender_answers_503_for_recommendations(served):
 
 def test_real_app_serves_scores_audience_and_recommendations(served):
     settings, customers, _ = served
-    with TestClient(create_app(settings)) as client:
+    with keyed_client(create_app(settings)) as client:
         assert client.get("/health").json()["status"] == "ok"
         ids = customers[c.CUSTOMER_ID].tolist()
         assert client.get(f"/v1/customers/{ids[299]}/scores").json()["scores"]["churn"][

@@ -19,6 +19,7 @@ from klantbeeld.settings import Settings, get_settings
 from serving.api.artifacts import load_artifacts
 from serving.api.batcher import MicroBatcher
 from serving.api.errors import install_error_handlers
+from serving.api.keys import KeyStore
 from serving.api.metrics import LatencyHistogram, LatencyMiddleware
 from serving.api.routes import api_router
 
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.keys = KeyStore(settings.resolved_api_keys_file)
     app.state.batcher = MicroBatcher()
     app.include_router(api_router)
     install_error_handlers(app)

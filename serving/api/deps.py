@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
 from klantbeeld.errors import NotTrainedError
 from klantbeeld.settings import Settings
@@ -23,6 +24,8 @@ from serving.api.artifacts import (
 )
 from serving.api.audience import AudienceIndex
 from serving.api.batcher import MicroBatcher
+from serving.api.errors import ForbiddenError, UnauthorizedError
+from serving.api.keys import KeyStore
 from serving.api.scores import ScoreIndex
 from serving.state import StateStore
 
@@ -77,6 +80,61 @@ async def get_batcher(request: Request) -> MicroBatcher:
     return request.app.state.batcher
 
 
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+async def get_key_store(request: Request) -> KeyStore:
+    """The API key table (``app.state.keys``, from ``settings.resolved_api_keys_file``)."""
+    return request.app.state.keys
+
+
+async def get_key_scopes(
+    request: Request, key: Annotated[str | None, Security(_api_key_header)]
+) -> frozenset[str]:
+    """Scopes of the request's ``X-API-Key``; 401 without a key or with an unknown one."""
+    if not key:
+        raise UnauthorizedError("missing X-API-Key header")
+    scopes = (await get_key_store(request)).scopes_of(key)
+    if scopes is None:
+        raise UnauthorizedError("unknown or revoked API key")
+    return scopes
+
+
+KeyScopesDep = Annotated[frozenset[str], Depends(get_key_scopes)]
+
+
+def require_scope(scope: str):
+    """A dependency that answers 403 unless the request's key carries ``scope``.
+
+    Declare it before a route's other dependencies: FastAPI resolves them in order, so a
+    caller without the scope learns nothing (not even a 503) about the service's state.
+
+    Parameters
+    ----------
+    scope : str
+        One of :data:`serving.api.keys.SCOPES`.
+
+    Returns
+    -------
+    Callable
+        For ``Depends(...)`` (router ``dependencies=`` or an ``Annotated`` alias).
+    """
+
+    async def check(scopes: KeyScopesDep) -> None:
+        if scope not in scopes:
+            raise ForbiddenError(f"this API key lacks the {scope!r} scope")
+
+    check.__name__ = f"require_{scope.replace(':', '_')}"
+    return check
+
+
+ScoresRead = Annotated[None, Depends(require_scope("scores:read"))]
+RecommendationsRead = Annotated[None, Depends(require_scope("recommendations:read"))]
+EventsWrite = Annotated[None, Depends(require_scope("events:write"))]
+AudiencesExport = Annotated[None, Depends(require_scope("audiences:export"))]
+Admin = Annotated[None, Depends(require_scope("admin"))]
+
+
 async def get_now() -> datetime:
     """The reference instant of a request: the current time, naive UTC."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -91,6 +149,15 @@ NowDep = Annotated[datetime, Depends(get_now)]
 BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
 
 __all__ = [
+    "Admin",
+    "AudiencesExport",
+    "EventsWrite",
+    "KeyScopesDep",
+    "RecommendationsRead",
+    "ScoresRead",
+    "get_key_scopes",
+    "get_key_store",
+    "require_scope",
     "ArtifactsDep",
     "AudienceDep",
     "BatcherDep",

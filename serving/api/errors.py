@@ -3,6 +3,8 @@
 ======================  ======  ==================================================
 error                   status  when
 ======================  ======  ==================================================
+UnauthorizedError       401     no X-API-Key, or an unknown/revoked key
+ForbiddenError          403     the key lacks the route's scope
 NotFoundError           404     unknown customer (scores), unknown model (audience)
 NotTrainedError         503     scores, shop or recommender not loaded
 ConfigError             422     unknown placement or another unusable argument
@@ -30,8 +32,18 @@ class NotFoundError(KlantbeeldError):
     """The addressed resource (customer, model) does not exist."""
 
 
+class UnauthorizedError(KlantbeeldError):
+    """No ``X-API-Key`` header, or a key that is unknown or revoked."""
+
+
+class ForbiddenError(KlantbeeldError):
+    """A valid key without the scope the route needs."""
+
+
 #: (error class, HTTP status, ``type`` in the body), most specific first.
 ERROR_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
+    (UnauthorizedError, 401, "unauthorized"),
+    (ForbiddenError, 403, "forbidden"),
     (NotFoundError, 404, "not_found"),
     (NotTrainedError, 503, "not_available"),
     (ConfigError, 422, "invalid_argument"),
@@ -56,4 +68,10 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(cls, _handler(status, kind))
 
 
-__all__ = ["ERROR_STATUS", "NotFoundError", "install_error_handlers"]
+__all__ = [
+    "ERROR_STATUS",
+    "ForbiddenError",
+    "NotFoundError",
+    "UnauthorizedError",
+    "install_error_handlers",
+]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
 from serving.api.audience import Consent
-from serving.api.deps import AudienceDep
+from serving.api.deps import AudienceDep, AudiencesExport
 from serving.api.errors import NotFoundError
 
 router = APIRouter(prefix="/v1/audiences", tags=["audiences"])
@@ -17,6 +17,7 @@ router = APIRouter(prefix="/v1/audiences", tags=["audiences"])
 @router.get("/{model}", response_class=StreamingResponse)
 async def audience(
     model: Annotated[str, Path(min_length=1, max_length=64)],
+    _auth: AudiencesExport,
     audience: AudienceDep,
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.5,
     consent: Consent = "ads",

@@ -6,7 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from serving.api.deps import BatcherDep, NowDep, RecommenderDep, ScoresDep
+from serving.api.deps import (
+    BatcherDep,
+    NowDep,
+    RecommendationsRead,
+    RecommenderDep,
+    ScoresDep,
+    ScoresRead,
+)
 from serving.api.errors import NotFoundError
 from serving.api.responses import json_response
 from serving.api.schemas import (
@@ -22,7 +29,7 @@ CustomerIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 @router.get("/{customer_id}/scores", response_model=CustomerScores)
-async def customer_scores(customer_id: CustomerIdPath, scores: ScoresDep):
+async def customer_scores(customer_id: CustomerIdPath, _auth: ScoresRead, scores: ScoresDep):
     """Every model's calibrated score, model version and top-3 explanations.
 
     404 when the customer is not in the latest batch scores.
@@ -42,6 +49,7 @@ async def customer_scores(customer_id: CustomerIdPath, scores: ScoresDep):
 @router.get("/{customer_id}/recommendations", response_model=RecipientRecommendations)
 async def customer_recommendations(
     customer_id: CustomerIdPath,
+    _auth: RecommendationsRead,
     recommender: RecommenderDep,
     batcher: BatcherDep,
     now: NowDep,

@@ -6,7 +6,7 @@ import pandas as pd
 from fastapi import APIRouter
 
 from features import contract as c
-from serving.api.deps import NowDep, StateDep
+from serving.api.deps import EventsWrite, NowDep, StateDep
 from serving.api.responses import json_response
 from serving.api.schemas import EventsRequest, EventsResponse
 
@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1", tags=["events"])
 
 
 @router.post("/events", response_model=EventsResponse)
-def post_events(body: EventsRequest, state: StateDep, now: NowDep):
+def post_events(body: EventsRequest, _auth: EventsWrite, state: StateDep, now: NowDep):
     """Store purchases and sends in the online state store.
 
     The next recommendation call reads them: a just-bought item is excluded by the

@@ -1,4 +1,4 @@
-"""``GET /health``: which artifacts are loaded."""
+"""``GET /v1/health`` (and ``/health``): which artifacts are loaded; open, no API key."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from serving.api.schemas import ComponentStatus, Health
 router = APIRouter(tags=["health"])
 
 
+@router.get("/v1/health", response_model=Health)
 @router.get("/health", response_model=Health)
 async def health(art: ArtifactsDep):
     """Liveness and readiness: 200 always; ``status`` is ``degraded`` when an artifact is

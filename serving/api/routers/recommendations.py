@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.api.deps import BatcherDep, NowDep, RecommenderDep
+from serving.api.deps import BatcherDep, NowDep, RecommendationsRead, RecommenderDep
 from serving.api.responses import json_response
 from serving.api.schemas import BatchRequest, BatchResponse, RecipientRecommendations
 
@@ -13,7 +13,11 @@ router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
 
 @router.post("/batch", response_model=BatchResponse)
 async def batch_recommendations(
-    body: BatchRequest, recommender: RecommenderDep, batcher: BatcherDep, now: NowDep
+    body: BatchRequest,
+    _auth: RecommendationsRead,
+    recommender: RecommenderDep,
+    batcher: BatcherDep,
+    now: NowDep,
 ):
     """One result per distinct recipient, in request order (one vectorised pass).
 
