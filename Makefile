@@ -11,12 +11,13 @@ API_PORT ?= 8000
 export KLANTBEELD_HOME ?= $(HOME_DIR)
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: help install test lint typecheck demo demo-data demo-features demo-train demo-score bench clean
+.PHONY: help install test lint typecheck demo demo-data demo-features demo-train demo-score bench bench-public clean
 
 help:
 	@echo "make demo    install, generate the demo shop, build features, train, score, serve"
 	@echo "make test    install with test extras, lint, type-check and run the tests"
 	@echo "make bench   run the benchmarks in bench/ (large; minutes)"
+	@echo "make bench-public  CDNOW and MovieLens-100k public benchmarks (fetches the data)"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -77,6 +78,13 @@ bench: install
 	$(PY) -m bench.recommend
 	$(PY) -m bench.movielens
 	$(PY) -m bench.api
+
+PUBLIC_DATA ?= $(HOME)/.cache/klantbeeld/public
+FETCH_PUBLIC ?= ../shared/data/fetch-public-data.sh
+bench-public: install
+	$(FETCH_PUBLIC) $(PUBLIC_DATA)
+	$(PY) -m bench.public.cdnow --data $(PUBLIC_DATA) --markdown docs/benchmarks.md
+	$(PY) -m bench.movielens --path $(PUBLIC_DATA)/ml-100k/ml-100k.inter
 
 clean:
 	rm -rf $(HOME_DIR) .pytest_cache .ruff_cache .mypy_cache
