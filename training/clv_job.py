@@ -202,7 +202,8 @@ def _plot_deciles(tables: pd.DataFrame, path: Path) -> Path:
 
 def _compare_with_champion(frames: CLVFrames, test_period: str) -> None:
     """On the active run, log the champion's ``test_mae_clv_eur`` on this run's test period
-    when the champion was tested on another period (see :mod:`training.registry`)."""
+    when the champion was tested on another period (see :mod:`training.registry`). A
+    champion of another horizon is not compared, so it stays champion unless forced."""
     import mlflow
 
     from training import registry
@@ -214,6 +215,13 @@ def _compare_with_champion(frames: CLVFrames, test_period: str) -> None:
     name = registry.registered_model_name(MODEL)
     champ_run = client.get_run(str(client.get_model_version(name, str(champ)).run_id))
     if champ_run.data.tags.get(registry.TEST_PERIOD_TAG) == test_period:
+        return
+    if champ_run.data.params.get("horizon_days") != str(frames.plan.horizon_days):
+        log.warning(
+            "clv champion v%s predicts another horizon (%s days); not compared (use --force)",
+            champ,
+            champ_run.data.params.get("horizon_days"),
+        )
         return
     try:
         pred = mlflow.pyfunc.load_model(f"models:/{name}/{champ}").predict(frames.test)
