@@ -35,7 +35,7 @@ import pandas as pd
 
 from features import contract as c
 from features.clv_labels import PURCHASES, REVENUE, purchase_labels
-from klantbeeld.errors import KlantbeeldError
+from klantbeeld.errors import ConfigError, KlantbeeldError
 from klantbeeld.settings import Settings
 from models.clv import CLV, EXPECTED_PURCHASES, EXPECTED_SPEND, BGNBDGammaGamma, CLVModel
 from models.inputs import model_inputs
@@ -282,7 +282,10 @@ def train_clv(
     data = Path(data) if data is not None else settings.resolved_data_dir
     prepared = prepare_shop(data, settings, config)
     start, end = prepared.data_range
-    plan = plan_backtest(end, horizon, config, data_start=start)
+    try:
+        plan = plan_backtest(end, horizon, config, data_start=start)
+    except ValueError as exc:  # data too short for three horizons: say so, no traceback
+        raise ConfigError(f"clv with --horizon-days {horizon}: {exc}") from None
     log.info("clv backtest plan: %s", plan.as_params())
     shop = prepared.sample.shop
     frames = assemble(shop, plan)
