@@ -52,8 +52,7 @@ MARK_END = "<!-- cdnow-clv:end -->"
 def repeat_spend(lines: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
     """Per customer of ``index``: calibration repeat days ``x`` and their mean value ``m``."""
     cal = lines[lines["date"] < cdnow.CUTOFF]
-    day = cal.groupby(["customer_id", "date"], as_index=False)["value"].sum()
-    day = day.sort_values(["customer_id", "date"])
+    day = cal.groupby(["customer_id", "date"])["value"].sum().reset_index()  # sorted by key
     rep = day[day.groupby("customer_id").cumcount() > 0]
     agg = rep.groupby("customer_id")["value"].agg(["size", "mean"]).reindex(index)
     return pd.DataFrame({"x": agg["size"].fillna(0.0), "m": agg["mean"].fillna(0.0)}, index=index)
