@@ -31,7 +31,7 @@ def shop_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from features.demo_shop import generate_demo_shop
 
     out = tmp_path_factory.mktemp("clv") / "shop"
-    generate_demo_shop(out, n_customers=3000, seed=3, days=365)
+    generate_demo_shop(out, n_customers=2000, seed=3, days=365)
     return out
 
 
@@ -113,7 +113,7 @@ def test_features_do_not_see_the_label_window(shop_dir: Path) -> None:
     assert full[PURCHASES].sum() > 0 and before[PURCHASES].sum() == 0
 
 
-def test_cli_trains_registers_champion_and_beats_nothing_silently(
+def test_cli_trains_and_registers_with_the_baseline_in_the_same_run(
     first_run: str, home: Path
 ) -> None:
     assert "clv v1 (champion; no champion yet)" in first_run
@@ -202,3 +202,18 @@ def test_champion_is_compared_on_a_later_test_period(
     champ = run.data.metrics["champion_test_mae_clv_eur"]
     assert champ > 0 and champ != r.metrics["test_mae_clv_eur"]
     assert r.promoted == (r.metrics["test_mae_clv_eur"] < champ)
+
+
+def test_a_shop_without_prices_gets_a_clear_message(shop_dir: Path, home: Path) -> None:
+    from klantbeeld.errors import KlantbeeldError
+
+    free = shop_dir.parent / "no-prices"
+    if not free.exists():
+        free.mkdir()
+        for name in ("customers.parquet", "items.parquet", "sends.parquet"):
+            (free / name).write_bytes((shop_dir / name).read_bytes())
+        pd.read_parquet(shop_dir / "events").drop(columns=[c.VALUE]).to_parquet(
+            free / "events.parquet"
+        )
+    with pytest.raises(KlantbeeldError, match="CLV needs order values"):
+        train_clv(Settings(home=home / "no-prices"), free, horizon_days=HORIZON, config=CONFIG)

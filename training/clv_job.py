@@ -113,6 +113,14 @@ def assemble(shop: Any, plan: BacktestPlan) -> CLVFrames:
                 f"cutoff and {buyers} of them ordered in the next {h} days; need at least "
                 f"{MIN_BUYERS} who did and some who did not (data too small or too short)"
             )
+        paid = int((df[REVENUE] > 0).sum())
+        if paid < MIN_BUYERS:
+            raise KlantbeeldError(
+                f"clv: only {paid} customers of the {name} period have orders with a positive "
+                f"value in the next {h} days; CLV needs order values (events.value on "
+                "purchases, EUR); without them the churn, conversion and repurchase models "
+                "still train"
+            )
     secs = time.perf_counter() - t0
     log.info(
         "clv rows: train %d, valid %d, test %d (%.1fs)", len(train), len(valid), len(test), secs
