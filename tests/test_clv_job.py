@@ -142,6 +142,8 @@ def test_cli_trains_and_registers_with_the_baseline_in_the_same_run(
     assert m["baseline_gamma_gamma_q"] > 1
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert "evaluation/deciles_test.csv" in artifacts
+    manifest = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/feature_manifest.json")
+    assert {f["name"] for f in manifest["features"]} >= {"orders_total", "repl_due_90d"}
 
 
 def test_second_version_is_challenger_on_a_tie(first_run: str, shop_dir: Path, home: Path):

@@ -21,7 +21,7 @@ One MLflow run in experiment ``klantbeeld-clv`` for a horizon of H days:
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import tempfile
 import time
@@ -64,6 +64,7 @@ class CLVFrames:
     valid: pd.DataFrame
     test: pd.DataFrame
     seconds: float
+    manifest: list[Any]
 
 
 def labelled_snapshot(shop: Any, as_of: datetime, horizon_days: int) -> pd.DataFrame:
@@ -84,17 +85,24 @@ def labelled_snapshot(shop: Any, as_of: datetime, horizon_days: int) -> pd.DataF
         :func:`models.inputs.model_inputs` rows with ``orders_total >= 1``, plus
         ``purchases`` (count) and ``revenue`` (EUR).
     """
+    return _labelled(shop, as_of, horizon_days)[0]
+
+
+def _labelled(shop: Any, as_of: datetime, horizon_days: int) -> tuple[pd.DataFrame, list[Any]]:
+    """:func:`labelled_snapshot` and the feature manifest of its columns."""
     from models.clv import in_population
+    from models.inputs import replenishment_manifest
     from training.scoring_job import default_snapshot
 
-    X = model_inputs(default_snapshot(shop, as_of))
+    snap = default_snapshot(shop, as_of)
+    X = model_inputs(snap)
     X = X[in_population(X)]
     lab = purchase_labels(shop, as_of, horizon_days)
     out = X.merge(lab, on=c.CUSTOMER_ID, how="left", validate="one_to_one")
     missing = int(out[PURCHASES].isna().sum())
     if missing:
         raise KlantbeeldError(f"clv at {as_of:%Y-%m-%d}: {missing} snapshot rows have no label row")
-    return out.reset_index(drop=True)
+    return out.reset_index(drop=True), [*snap.manifest, *replenishment_manifest()]
 
 
 def assemble(shop: Any, plan: BacktestPlan) -> CLVFrames:
@@ -104,7 +112,7 @@ def assemble(shop: Any, plan: BacktestPlan) -> CLVFrames:
     parts = [labelled_snapshot(shop, t, h).assign(cutoff=pd.Timestamp(t)) for t in plan.train]
     train = pd.concat(parts, ignore_index=True)
     valid = labelled_snapshot(shop, plan.valid, h)
-    test = labelled_snapshot(shop, plan.test, h)
+    test, manifest = _labelled(shop, plan.test, h)
     for name, df in (("train", train), ("valid", valid), ("test", test)):
         buyers = int((df[PURCHASES] > 0).sum())
         if buyers < MIN_BUYERS or buyers == len(df):
@@ -125,7 +133,7 @@ def assemble(shop: Any, plan: BacktestPlan) -> CLVFrames:
     log.info(
         "clv rows: train %d, valid %d, test %d (%.1fs)", len(train), len(valid), len(test), secs
     )
-    return CLVFrames(plan, train, valid, test, secs)
+    return CLVFrames(plan, train, valid, test, secs, manifest)
 
 
 def fit_model(frames: CLVFrames, seed: int, num_threads: int) -> CLVModel:
@@ -278,7 +286,7 @@ def train_clv(
     import mlflow
 
     from models.clv_pyfunc import log_clv_model
-    from training import registry
+    from training import plots, registry
     from training.scoring_job import prepare_shop
     from training.tracking import start_run
 
@@ -347,10 +355,18 @@ def train_clv(
             out = Path(tmp)
             deciles.to_csv(out / "deciles_test.csv", index=False)
             model.feature_importance().to_csv(out / "feature_importance.csv")
-            (out / "features.json").write_text(json.dumps(model.feature_names_, indent=1))
-            for f in ("deciles_test.csv", "feature_importance.csv", "features.json"):
+            for f in ("deciles_test.csv", "feature_importance.csv"):
                 mlflow.log_artifact(str(out / f), artifact_path="evaluation")
-            mlflow.log_artifact(str(_plot_deciles(deciles, out / "deciles.png")), "plots")
+            gain = model.feature_importance()
+            for path in (
+                _plot_deciles(deciles, out / "deciles.png"),
+                plots.feature_importance(gain["count"], out / "importance_count.png", "clv count"),
+                plots.feature_importance(gain["spend"], out / "importance_spend.png", "clv spend"),
+            ):
+                mlflow.log_artifact(str(path), "plots")
+        used = set(model.feature_names_)
+        specs = [dataclasses.asdict(f) for f in frames.manifest if f.name in used]
+        mlflow.log_dict({"model": MODEL, "features": specs}, "feature_manifest.json")
         log_clv_model(model, X_test.head(5))
         _compare_with_champion(frames, plan.test_period)
         run_id, exp_id = run.info.run_id, run.info.experiment_id
