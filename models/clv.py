@@ -28,7 +28,7 @@ import pandas as pd
 from klantbeeld.atomic import atomic_directory
 from klantbeeld.errors import KlantbeeldError, NotTrainedError
 from models import bgnbd, gamma_gamma
-from models.lgbm import DEFAULT_PARAMS, _frame, numeric_features
+from models.lgbm import DEFAULT_PARAMS, _frame, numeric_features, seeded_params
 
 log = logging.getLogger(__name__)
 
@@ -111,20 +111,8 @@ class CLVModel:
 
     def lgb_params(self, objective: str) -> dict[str, Any]:
         """Full, seeded LightGBM parameters of the ``poisson`` or ``gamma`` model."""
-        seed = int(self.random_state)
-        return {
-            **DEFAULT_PARAMS,
-            **(self.params or {}),
-            "objective": objective,
-            "seed": seed,
-            "bagging_seed": seed,
-            "feature_fraction_seed": seed,
-            "data_random_seed": seed,
-            "deterministic": True,
-            "force_col_wise": True,
-            "num_threads": int(self.num_threads),
-            "verbose": -1,
-        }
+        base = {**DEFAULT_PARAMS, **(self.params or {}), "objective": objective}
+        return seeded_params(base, self.random_state, self.num_threads)
 
     def _train(
         self,

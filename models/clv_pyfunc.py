@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PyFuncModel, PythonModel
 
@@ -60,22 +59,17 @@ def log_clv_model(model: CLVModel, input_example: pd.DataFrame, name: str = "mod
     -------
     mlflow.models.model.ModelInfo
     """
-    import lightgbm
     from mlflow.models import infer_signature
 
     from models.clv import ORDERS
+    from models.pyfunc import pinned_requirements
 
     cols = list(dict.fromkeys([*model.feature_names_, ORDERS]))
     example = input_example[cols].reset_index(drop=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # integer-column hint: counts are ints
         signature = infer_signature(example, model.predict_frame(example))
-    pip = [
-        f"mlflow=={mlflow.__version__}",
-        f"lightgbm=={lightgbm.__version__}",
-        f"pandas=={pd.__version__}",
-        f"numpy=={np.__version__}",
-    ]
+    pip = pinned_requirements("lightgbm", "pandas", "numpy")
     with tempfile.TemporaryDirectory() as tmp:
         path = model.save(Path(tmp) / MODEL_ARTIFACT)
         return mlflow.pyfunc.log_model(

@@ -26,9 +26,7 @@ Usage: ``python -m bench.public.cdnow_clv --data DEST [--markdown docs/benchmark
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +34,9 @@ import pandas as pd
 from sklearn.model_selection import KFold
 
 from bench.public import cdnow
+from bench.public.report import generated_line, splice
 from features.shop import open_shop
 from features.snapshot import customer_features
-from klantbeeld.atomic import atomic_write_text
 from models import bgnbd
 from models import gamma_gamma as gg
 from models.clv import CLV, EXPECTED_PURCHASES, EXPECTED_SPEND, CLVModel
@@ -124,10 +122,9 @@ def run_set(name: str, path: Path) -> tuple[list[dict[str, object]], gg.GammaGam
 
 def markdown(rows: list[dict[str, object]], params: gg.GammaGammaParams, command: str) -> str:
     """The generated section for docs/benchmarks.md."""
-    machine = f"{platform.node()}, {platform.machine()}, Python {platform.python_version()}"
     out = [
         MARK_BEGIN,
-        f"Generated {datetime.now():%Y-%m-%d %H:%M} by `{command}` on {machine}.",
+        generated_line(command),
         "",
         "| set | model | predicted holdout revenue (USD) | actual | MAE revenue per customer "
         "(USD) | RMSE revenue (USD) | MAE repeats per customer | RMSE repeats "
@@ -166,10 +163,7 @@ def main() -> None:
     text = markdown(rows + full_rows, sample_params, "make bench-public")
     print(text)
     if args.markdown:
-        doc = args.markdown.read_text()
-        head, _, rest = doc.partition(MARK_BEGIN)
-        _, _, tail = rest.partition(MARK_END)
-        atomic_write_text(args.markdown, head + text + tail if rest else doc + "\n" + text + "\n")
+        splice(args.markdown, text, MARK_BEGIN, MARK_END)
 
 
 if __name__ == "__main__":
