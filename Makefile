@@ -84,6 +84,7 @@ FETCH_PUBLIC ?= ../shared/data/fetch-public-data.sh
 bench-public: install
 	$(FETCH_PUBLIC) $(PUBLIC_DATA)
 	$(PY) -m bench.public.cdnow --data $(PUBLIC_DATA) --markdown docs/benchmarks.md
+	$(PY) -m bench.public.cdnow_clv --data $(PUBLIC_DATA) --markdown docs/benchmarks.md
 	$(PY) -m bench.movielens --path $(PUBLIC_DATA)/ml-100k/ml-100k.inter
 
 clean:

@@ -176,7 +176,22 @@ HEADLINE_METRICS = (
     "test_recall_at_10",
     "baseline_popularity_recall_at_10",
     "baseline_als_recall_at_10",
+    "test_mae_clv_eur",
+    "baseline_bgnbd_gg_mae_clv_eur",
+    "test_mae_purchases",
+    "baseline_bgnbd_gg_mae_purchases",
+    "test_roc_auc_any_purchase",
+    "baseline_bgnbd_gg_roc_auc_any_purchase",
 )
+
+
+def _clv_horizon(settings: Settings, model: str, horizon_days: int | None) -> Settings:
+    """``settings`` with the CLV horizon of ``train clv --horizon-days H`` (and ``all``)."""
+    if horizon_days is None:
+        return settings
+    if model not in ("clv", "all"):
+        raise typer.BadParameter(f"--horizon-days applies to clv only, not {model!r}")
+    return settings.model_copy(update={"clv_horizon_days": horizon_days})
 
 
 @app.command()
@@ -184,12 +199,24 @@ HEADLINE_METRICS = (
 def train(
     model: Annotated[
         str,
-        typer.Argument(help="conversion_intent, churn, repurchase_timing, recommender, or all."),
+        typer.Argument(
+            help="conversion_intent, churn, repurchase_timing, recommender, clv, or all."
+        ),
     ] = "all",
     data: DataOpt = None,
     force: Annotated[
         bool, typer.Option("--force", help="Promote to champion whatever the metrics.")
     ] = False,
+    horizon_days: Annotated[
+        int | None,
+        typer.Option(
+            "--horizon-days",
+            min=7,
+            max=730,
+            help="clv: days of expected purchases and CLV after T (default 90, "
+            "KLANTBEELD_CLV_HORIZON_DAYS).",
+        ),
+    ] = None,
 ) -> None:
     """Backtest, fit, evaluate and register a model in MLflow (one run per model)."""
     from training.jobs import TRAINERS, train_model
@@ -197,7 +224,7 @@ def train(
 
     if model != "all" and model not in TRAINERS:
         raise typer.BadParameter(f"expected one of {', '.join([*TRAINERS, 'all'])}, got {model!r}")
-    settings = _settings(data)
+    settings = _clv_horizon(_settings(data), model, horizon_days)
     results = train_model(model, settings, settings.resolved_data_dir, force=force)
     for result in results.values() if isinstance(results, dict) else [results]:
         shown = ", ".join(

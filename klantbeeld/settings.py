@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     repurchase_level: Literal["item", "category"] = Field(
         "item", description="Repurchase-timing pairs: customer x item or customer x category."
     )
+    clv_horizon_days: int = Field(
+        90, ge=7, le=730, description="Expected purchases / CLV: days predicted after T."
+    )
 
     # Recommender (issue 6): interaction weights per event type and candidate-source settings.
     recommender_event_weights: dict[str, float] = Field(

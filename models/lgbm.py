@@ -48,6 +48,23 @@ def numeric_features(X: pd.DataFrame) -> list[str]:
     ]
 
 
+def seeded_params(params: dict[str, Any], seed: int, num_threads: int) -> dict[str, Any]:
+    """``params`` plus every LightGBM seed set to ``seed``, deterministic mode and fixed
+    ``num_threads``: the same data then gives the same trees on any machine."""
+    seed = int(seed)
+    return {
+        **params,
+        "seed": seed,
+        "bagging_seed": seed,
+        "feature_fraction_seed": seed,
+        "data_random_seed": seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "num_threads": int(num_threads),
+        "verbose": -1,
+    }
+
+
 def _frame(X: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """Select ``names`` from ``X`` as float64 (a missing column becomes NaN)."""
     cols = {
@@ -124,20 +141,11 @@ class GradientBoostedScorer(Scorer):
 
     def lgb_params(self) -> dict[str, Any]:
         """The full LightGBM parameter set used by :meth:`fit` (deterministic, seeded)."""
-        seed = int(self.random_state)
-        return {
-            **DEFAULT_PARAMS,
-            **self.DEFAULTS,
-            **(self.params or {}),
-            "seed": seed,
-            "bagging_seed": seed,
-            "feature_fraction_seed": seed,
-            "data_random_seed": seed,
-            "deterministic": True,
-            "force_col_wise": True,
-            "num_threads": int(self.num_threads),
-            "verbose": -1,
-        }
+        return seeded_params(
+            {**DEFAULT_PARAMS, **self.DEFAULTS, **(self.params or {})},
+            self.random_state,
+            self.num_threads,
+        )
 
     def fit(self, X, y, X_valid, y_valid) -> Self:
         """Fit trees on ``(X, y)`` with early stopping on, and calibration fitted to,

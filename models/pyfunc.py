@@ -76,6 +76,14 @@ class ScorerPyfunc(PythonModel):
         return scorer.predict_proba(model_input)
 
 
+def pinned_requirements(*distributions: str) -> list[str]:
+    """``name==version`` of mlflow and of each installed distribution named, in that order:
+    the ``pip_requirements`` of a logged klantbeeld pyfunc model."""
+    from importlib.metadata import version
+
+    return [f"{d}=={version(d)}" for d in ("mlflow", *distributions)]
+
+
 def log_scorer(
     scorer: Scorer,
     input_example: pd.DataFrame,
@@ -101,21 +109,13 @@ def log_scorer(
     """
     import tempfile
 
-    import lightgbm
-    import sklearn
     from mlflow.models import infer_signature
 
     example = input_example[scorer.feature_names_].reset_index(drop=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # integer-column hint: counts are ints
         signature = infer_signature(example, scorer.predict_proba(example))
-    pip = [
-        f"mlflow=={mlflow.__version__}",
-        f"lightgbm=={lightgbm.__version__}",
-        f"scikit-learn=={sklearn.__version__}",
-        f"pandas=={pd.__version__}",
-        f"numpy=={np.__version__}",
-    ]
+    pip = pinned_requirements("lightgbm", "scikit-learn", "pandas", "numpy")
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(tmp) / SCORER_ARTIFACT
         scorer.save(path)

@@ -115,12 +115,15 @@ def test_metrics_can_be_opened_by_setting(tmp_path):
         assert client.get("/v1/customers/C1/scores").status_code == 401
 
 
-def test_cli_keys_create_prints_the_key_last_and_revoke(tmp_path, monkeypatch):
+def test_cli_keys_create_prints_the_key_last_and_revoke(tmp_path, monkeypatch, request):
     from typer.testing import CliRunner
 
     from klantbeeld.cli import app
+    from klantbeeld.settings import get_settings
 
     monkeypatch.setenv("KLANTBEELD_HOME", str(tmp_path))
+    get_settings.cache_clear()  # settings cached by an earlier CLI test read another home
+    request.addfinalizer(get_settings.cache_clear)
     runner = CliRunner()
     r = runner.invoke(app, ["keys", "create", "--scopes", "scores:read,events:write"])
     assert r.exit_code == 0, r.output

@@ -54,7 +54,7 @@ def test_a_local_model_has_no_registry_version() -> None:
 
 
 def test_repurchase_timing_is_scored_by_default() -> None:
-    assert SCORED_MODELS == ("conversion_intent", "churn", REPURCHASE)
+    assert SCORED_MODELS == ("conversion_intent", "churn", REPURCHASE, "clv")
     with pytest.raises(ValueError, match="level must be"):
         repurchase_columns(dataclasses.replace(_scores(), level="brand"), np.array(["a"]))
 

@@ -78,7 +78,7 @@ def test_train_all_prepares_the_shop_once_for_both_binary_models(
     shop_dir: Path, settings: Settings, prepared_calls: list[Path], jobs_run, monkeypatch
 ) -> None:
     others: list[tuple[str, Path, bool]] = []
-    for name in ("repurchase_timing", "recommender"):
+    for name in ("repurchase_timing", "recommender", "clv"):
         monkeypatch.setitem(
             jobs.TRAINERS, name, lambda s, d, f, name=name: others.append((name, d, f)) or name
         )
@@ -88,7 +88,11 @@ def test_train_all_prepares_the_shop_once_for_both_binary_models(
     shared = jobs_run[0][1]
     assert isinstance(shared, sj.PreparedShop) and jobs_run[1][1] is shared
     assert list(results) == list(jobs.TRAINERS)
-    assert others == [("repurchase_timing", shop_dir, False), ("recommender", shop_dir, False)]
+    assert others == [
+        ("repurchase_timing", shop_dir, False),
+        ("recommender", shop_dir, False),
+        ("clv", shop_dir, False),
+    ]
     assert results["repurchase_timing"] == "repurchase_timing"
     for name in ("conversion_intent", "churn"):
         r = results[name]

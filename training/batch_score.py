@@ -11,8 +11,9 @@ that the customer's next order of anything bought before falls within the model'
 ``repurchase_timing_expected_days`` (days after T, NaN without history) and
 ``repurchase_timing_next_item`` (the item or category most likely bought within the
 horizon) with ``repurchase_timing_top_up`` / ``_top_down`` (up to 3 features pushing that
-pair's weekly hazard up / down). The file is written to a temporary name and renamed, so a
-failed run leaves the previous file intact.
+pair's weekly hazard up / down). With a CLV champion it adds ``expected_purchases_<H>d``,
+``clv_<H>d`` (EUR) and ``clv_model_version`` (:mod:`training.clv_scoring`). The file is
+written to a temporary name and renamed, so a failed run leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 
 BINARY_MODELS: tuple[str, ...] = ("conversion_intent", "churn")
 REPURCHASE = "repurchase_timing"
-SCORED_MODELS: tuple[str, ...] = (*BINARY_MODELS, REPURCHASE)
+CLV = "clv"
+SCORED_MODELS: tuple[str, ...] = (*BINARY_MODELS, REPURCHASE, CLV)
 CHUNK_ROWS = 200_000
 EXPLAIN_K = 3
 
@@ -195,7 +197,7 @@ def score_customers(
     t0 = time.perf_counter()
     as_of = normalize_as_of(as_of)
     configure_mlflow(settings)
-    champions = load_champions([m for m in models if m != REPURCHASE])
+    champions = load_champions([m for m in models if m not in (REPURCHASE, CLV)])
     repurchase = None
     if REPURCHASE in models:
         from serving.in_market import load_champion
@@ -204,14 +206,20 @@ def score_customers(
             repurchase = load_champion()
         except NotTrainedError:
             log.warning("no champion for %s; its columns are left out", REPURCHASE)
-    if not champions and repurchase is None:
+    clv = None
+    if CLV in models:
+        from training.clv_scoring import load_clv_champion
+
+        clv = load_clv_champion()
+    if not champions and repurchase is None and clv is None:
         raise NotTrainedError(
             f"no champion for any of {list(models)}; run `klantbeeld train all` first"
         )
     data = Path(data) if data is not None else settings.resolved_data_dir
     shop = open_shop(data, lenient=settings.lenient, threads=settings.threads)
     snap = build_snapshot(shop, as_of)
-    table = score_frame(model_inputs(snap), champions)
+    inputs = model_inputs(snap)
+    table = score_frame(inputs, champions)
     if repurchase is not None:
         from serving.in_market import repurchase_table
 
@@ -220,6 +228,11 @@ def score_customers(
         scores = dataclasses.replace(scores, model_version=version)
         ids = table[c.CUSTOMER_ID].to_numpy(zero_copy_only=False)
         for name, column in repurchase_columns(scores, ids, model).items():
+            table = table.append_column(name, column)
+    if clv is not None:
+        from training.clv_scoring import clv_columns
+
+        for name, column in clv_columns(inputs, *clv).items():
             table = table.append_column(name, column)
     table = table.append_column(
         "as_of", pa.array(np.full(table.num_rows, np.datetime64(as_of, "us")), pa.timestamp("us"))

@@ -168,11 +168,18 @@ def _train_recommender(settings: Settings, data: Path, force: bool) -> TrainingR
     )
 
 
+def _train_clv(settings: Settings, data: Path, force: bool) -> TrainingResult:
+    from training.clv_job import train_clv
+
+    return train_clv(settings, data, force=force)
+
+
 TRAINERS: dict[str, Trainer] = {
     "conversion_intent": _train_conversion_intent,
     "churn": _train_churn,
     "repurchase_timing": _train_repurchase_timing,
     "recommender": _train_recommender,
+    "clv": _train_clv,
 }
 
 

@@ -27,9 +27,7 @@ Usage: ``python -m bench.public.cdnow --data DEST [--markdown docs/benchmarks.md
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
-from datetime import datetime
 from pathlib import Path
 
 import lightgbm as lgb
@@ -38,10 +36,10 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold
 
+from bench.public.report import generated_line, splice
 from features import contract as c
 from features.shop import open_shop
 from features.snapshot import customer_features
-from klantbeeld.atomic import atomic_write_text
 from models import bgnbd
 
 START = pd.Timestamp("1997-01-01")
@@ -173,10 +171,9 @@ def run_set(name: str, path: Path) -> tuple[list[dict[str, object]], bgnbd.BGNBD
 
 def markdown(rows: list[dict[str, object]], params: bgnbd.BGNBDParams, command: str) -> str:
     """The generated results section for docs/benchmarks.md."""
-    machine = f"{platform.node()}, {platform.machine()}, Python {platform.python_version()}"
     out = [
         MARK_BEGIN,
-        f"Generated {datetime.now():%Y-%m-%d %H:%M} by `{command}` on {machine}.",
+        generated_line(command),
         "",
         "| set | model | predicted holdout repeats | actual | MAE per customer "
         "| ROC-AUC any repeat |",
@@ -215,10 +212,7 @@ def main() -> None:
     text = markdown(rows, sample_params, "make bench-public")
     print(text)
     if args.markdown:
-        doc = args.markdown.read_text()
-        head, _, rest = doc.partition(MARK_BEGIN)
-        _, _, tail = rest.partition(MARK_END)
-        atomic_write_text(args.markdown, head + text + tail if rest else doc + "\n" + text + "\n")
+        splice(args.markdown, text, MARK_BEGIN, MARK_END)
 
 
 if __name__ == "__main__":

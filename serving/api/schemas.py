@@ -62,6 +62,12 @@ class CustomerScores(_Out):
     customer_id: str
     as_of: str | None = Field(None, description="Snapshot time T of the batch scores.")
     scores: dict[str, ModelScore]
+    values: dict[str, float | None] | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="CLV champion's expected orders and revenue (EUR) in the H days after T: "
+        "expected_purchases_<H>d, clv_<H>d (null: no order before T); absent without one.",
+    )
 
 
 # -- recommendations -----------------------------------------------------------------------

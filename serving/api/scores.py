@@ -9,7 +9,9 @@ versions, explanation codes into a feature-name vocabulary) under
 ``<home>/cache/scores-<name>-<size>-<mtime>/``. Every API worker then ``np.load``\\ s them
 with ``mmap_mode="r"``: the operating system shares one copy of the pages between workers,
 and a look-up is one binary search over the sorted ids (no per-row Python objects).
-The cache folder is written under a temporary name and renamed into place.
+The cache folder is written under a temporary name and renamed into place. Value columns
+of the CLV model (``expected_purchases_<H>d``, ``clv_<H>d`` in EUR; :data:`VALUE_RE`) are
+cached the same way and served beside the scores (:meth:`ScoreIndex.values_at`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ SCORE_SUFFIX = "_score"
 VERSION_SUFFIX = "_model_version"
 UP_SUFFIX = "_top_up"
 DOWN_SUFFIX = "_top_down"
+#: Batch-score columns served as plain values (expected orders and CLV over H days).
+VALUE_RE = re.compile(r"^(expected_purchases|clv)_\d+d$")
 #: Explanation features kept per direction (batch scoring writes up to 3).
 EXPLAIN_K = 3
 _META = "meta.json"
@@ -171,10 +175,15 @@ def build_scores_cache(parquet: Path, folder: Path) -> Path:
                     else np.full((len(order), EXPLAIN_K), -1, dtype=np.int16)
                 )
                 np.save(tmp / f"{m}.{tag}.npy", codes[order])
+        values = [name for name in table.column_names if VALUE_RE.match(name)]
+        for name in values:
+            col = pc.fill_null(pc.cast(table[name], pa.float64()), float("nan"))
+            np.save(tmp / f"value.{name}.npy", col.to_numpy().astype(np.float64)[order])
         meta = {
             "source": str(parquet),
             "as_of": as_of,
             "models": models,
+            "values": values,
             "features": sorted(vocab, key=vocab.__getitem__),
             "n_customers": len(order),
         }
@@ -224,6 +233,8 @@ class ScoreIndex:
             }
             for m in self.models
         }
+        self.values: list[str] = list(meta.get("values", []))
+        self._values = {v: np.load(folder / f"value.{v}.npy", mmap_mode="r") for v in self.values}
 
     @classmethod
     def load(cls, folder: str | Path) -> ScoreIndex:
@@ -282,6 +293,14 @@ class ScoreIndex:
                     top_down=[str(self.features[k]) for k in a["down"][row] if k >= 0],
                 )
             )
+        return out
+
+    def values_at(self, row: int) -> dict[str, float | None]:
+        """The value columns (:data:`VALUE_RE`) of one row; None where not scored."""
+        out: dict[str, float | None] = {}
+        for name, arr in self._values.items():
+            v = float(arr[row])
+            out[name] = None if np.isnan(v) else v
         return out
 
     def score_array(self, model: str) -> np.ndarray:

@@ -43,7 +43,10 @@ async def customer_scores(customer_id: CustomerIdPath, _auth: ScoresRead, scores
         )
         for s in scores.scores_at(row)
     }
-    return json_response(CustomerScores(customer_id=customer_id, as_of=scores.as_of, scores=out))
+    values = scores.values_at(row) or None
+    return json_response(
+        CustomerScores(customer_id=customer_id, as_of=scores.as_of, scores=out, values=values)
+    )
 
 
 @router.get("/{customer_id}/recommendations", response_model=RecipientRecommendations)
