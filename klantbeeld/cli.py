@@ -179,6 +179,51 @@ HEADLINE_METRICS = (
 )
 
 
+#: Settings field -> the `klantbeeld train` option that sets it.
+TRAINING_OPTIONS = {
+    "train_as_of": "--as-of",
+    "conversion_horizon_days": "--conversion-horizon",
+    "conversion_population_days": "--conversion-population",
+    "churn_horizon_days": "--churn-horizon",
+    "churn_population_days": "--churn-population",
+    "repurchase_weeks": "--repurchase-weeks",
+    "repurchase_level": "--repurchase-level",
+    "recommender_test_days": "--recommender-test-days",
+}
+
+
+def _training_settings(settings: Settings, **options: Any) -> Settings:
+    """``settings`` with the training options given on the command line (None: unchanged),
+    validated by the same bounds as their ``KLANTBEELD_*`` variables.
+
+    Raises
+    ------
+    ConfigError
+        An option is out of its bounds (the message names the option).
+    """
+    from pydantic import ValidationError
+
+    from klantbeeld.errors import ConfigError
+
+    update = {k: v for k, v in options.items() if v is not None}
+    if not update:
+        return settings
+    try:
+        return Settings.model_validate({**settings.model_dump(), **update})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{TRAINING_OPTIONS.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else ''}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"bad training option: {problems}") from None
+
+
+HorizonOpt = Annotated[int | None, typer.Option(help="Label horizon, days.", show_default=False)]
+PopulationOpt = Annotated[
+    int | None, typer.Option(help="Population window before T, days.", show_default=False)
+]
+
+
 @app.command()
 @friendly_errors
 def train(
@@ -190,15 +235,58 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="Promote to champion whatever the metrics.")
     ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Train as if the data ended here (YYYY-MM-DD, UTC): only events before it; "
+            "the test period ends there. Default: after the last event.",
+        ),
+    ] = None,
+    conversion_horizon: HorizonOpt = None,
+    conversion_population: PopulationOpt = None,
+    churn_horizon: HorizonOpt = None,
+    churn_population: PopulationOpt = None,
+    repurchase_weeks: Annotated[
+        int | None, typer.Option(help="Repurchase-timing horizon, weeks.", show_default=False)
+    ] = None,
+    repurchase_level: Annotated[
+        str | None, typer.Option(help="Repurchase pairs: item or category.", show_default=False)
+    ] = None,
+    recommender_test_days: Annotated[
+        int | None, typer.Option(help="Recommender test period, days.", show_default=False)
+    ] = None,
 ) -> None:
-    """Backtest, fit, evaluate and register a model in MLflow (one run per model)."""
+    """Backtest, fit, evaluate and register a model in MLflow (one run per model).
+
+    With ``all``, a model the data cannot support (no sessions, one placeholder item, too
+    short for its horizon) is skipped with a message naming what is missing.
+    """
     from training.jobs import TRAINERS, train_model
-    from training.tracking import ui_command
 
     if model != "all" and model not in TRAINERS:
         raise typer.BadParameter(f"expected one of {', '.join([*TRAINERS, 'all'])}, got {model!r}")
-    settings = _settings(data)
+    settings = _training_settings(
+        _settings(data),
+        train_as_of=parse_as_of(as_of) if as_of else None,
+        conversion_horizon_days=conversion_horizon,
+        conversion_population_days=conversion_population,
+        churn_horizon_days=churn_horizon,
+        churn_population_days=churn_population,
+        repurchase_weeks=repurchase_weeks,
+        repurchase_level=repurchase_level,
+        recommender_test_days=recommender_test_days,
+    )
     results = train_model(model, settings, settings.resolved_data_dir, force=force)
+    _print_training(results, settings)
+    if isinstance(results, dict) and not results:
+        raise typer.Exit(code=2)
+
+
+def _print_training(results: Any, settings: Settings) -> None:
+    """Print each trained model's headline metrics and each skipped model's reason."""
+    from training.tracking import ui_command
+
     for result in results.values() if isinstance(results, dict) else [results]:
         shown = ", ".join(
             f"{k}={result.metrics[k]:.4f}" for k in HEADLINE_METRICS if k in result.metrics
@@ -208,7 +296,10 @@ def train(
             f"[bold]{result.model}[/] v{result.version} ({state}; {result.promotion_reason}) "
             f"test period {result.test_period}, {result.seconds:.0f}s\n  {shown}"
         )
-    out.print(f"Open the MLflow UI: {ui_command(settings)}")
+    for reason in getattr(results, "skipped", {}).values():
+        err.print(f"[bold yellow]skipped:[/] {reason}", highlight=False, soft_wrap=True)
+    if not isinstance(results, dict) or results:
+        out.print(f"Open the MLflow UI: {ui_command(settings)}")
 
 
 @app.command()
