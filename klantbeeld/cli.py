@@ -458,6 +458,39 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id (from `keys l
     out.print(f"key {key_id} revoked")
 
 
+@app.command("import")
+@friendly_errors
+def import_export(
+    mapping: Annotated[
+        Path, typer.Option("--mapping", help="YAML mapping of source names onto the contract.")
+    ],
+    source: Annotated[Path, typer.Option("--source", help="Folder of the raw export.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Contract folder to write.")],
+    lenient: LenientOpt = False,
+) -> None:
+    """Map a raw export onto the data contract (docs/mapping.md), write it, validate it.
+
+    Problems are reported with the source column and the mapping line they come from.
+    """
+    from features.mapping import import_source, load_mapping, validate_import
+
+    m = load_mapping(mapping)
+    summary = import_source(m, source, out_dir)
+    out.print(
+        f"imported to [bold]{summary.out}[/]: "
+        + ", ".join(f"{k}={v:,}" for k, v in summary.rows.items())
+    )
+    if summary.unmapped_event_types:
+        out.print(
+            "event names kept as they are (not in event_types): "
+            + ", ".join(f"{k}={v:,}" for k, v in summary.unmapped_event_types.items()),
+            highlight=False,
+        )
+    shop = validate_import(m, out_dir, lenient=lenient)
+    out.print(f"[green]valid[/]: {shop.source}")
+    out.print(shop.report.summary())
+
+
 @app.command()
 @friendly_errors
 def serve(
