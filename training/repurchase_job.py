@@ -250,10 +250,9 @@ def _flat(prefix: str, ev: dict[str, Any]) -> dict[str, float]:
 # Plots
 # --------------------------------------------------------------------------------------
 def _plot_curve(curves: dict[str, np.ndarray], observed: np.ndarray, path: Path) -> None:
-    import matplotlib
+    from training.plots import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures()
 
     weeks = np.arange(0, observed.size + 1)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -270,10 +269,9 @@ def _plot_curve(curves: dict[str, np.ndarray], observed: np.ndarray, path: Path)
 
 
 def _plot_mae_by_item(table: pd.DataFrame, path: Path) -> None:
-    import matplotlib
+    from training.plots import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures()
 
     top = table.head(25).iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 7))
