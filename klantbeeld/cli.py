@@ -218,9 +218,15 @@ def _training_settings(settings: Settings, **options: Any) -> Settings:
         raise ConfigError(f"bad training option: {problems}") from None
 
 
-HorizonOpt = Annotated[int | None, typer.Option(help="Label horizon, days.", show_default=False)]
-PopulationOpt = Annotated[
-    int | None, typer.Option(help="Population window before T, days.", show_default=False)
+ConversionHorizonOpt = Annotated[
+    int | None, typer.Option(help="Conversion intent: purchase within D days after T.")
+]
+ConversionPopulationOpt = Annotated[
+    int | None, typer.Option(help="Conversion intent: a session in the D days before T.")
+]
+ChurnHorizonOpt = Annotated[int | None, typer.Option(help="Churn: no purchase within D days.")]
+ChurnPopulationOpt = Annotated[
+    int | None, typer.Option(help="Churn: a purchase in the D days before T.")
 ]
 
 
@@ -243,10 +249,10 @@ def train(
             "the test period ends there. Default: after the last event.",
         ),
     ] = None,
-    conversion_horizon: HorizonOpt = None,
-    conversion_population: PopulationOpt = None,
-    churn_horizon: HorizonOpt = None,
-    churn_population: PopulationOpt = None,
+    conversion_horizon: ConversionHorizonOpt = None,
+    conversion_population: ConversionPopulationOpt = None,
+    churn_horizon: ChurnHorizonOpt = None,
+    churn_population: ChurnPopulationOpt = None,
     repurchase_weeks: Annotated[
         int | None, typer.Option(help="Repurchase-timing horizon, weeks.", show_default=False)
     ] = None,
@@ -259,7 +265,7 @@ def train(
 ) -> None:
     """Backtest, fit, evaluate and register a model in MLflow (one run per model).
 
-    With ``all``, a model the data cannot support (no sessions, one placeholder item, too
+    With 'all', a model the data cannot support (no sessions, one placeholder item, too
     short for its horizon) is skipped with a message naming what is missing.
     """
     from training.jobs import TRAINERS, train_model
