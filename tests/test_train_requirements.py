@@ -6,6 +6,7 @@ Also: ``--as-of`` cuts the data for training, and the horizons/populations are C
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -52,6 +53,17 @@ def write_purchases_only(folder: Path, n: int = N_CUSTOMERS, seed: int = 0) -> i
         folder / "items.parquet"
     )
     return len(events)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """The CLI reads the cached process settings: read them anew, and leave none behind
+    for later tests in this worker."""
+    from klantbeeld.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +143,6 @@ def test_cli_reports_unsupported_model_and_bad_option(
     shop_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KLANTBEELD_HOME", str(tmp_path / "home"))
-    from klantbeeld.settings import get_settings
-
-    get_settings.cache_clear()
     runner = CliRunner()
     r = runner.invoke(app, ["train", "recommender", "--data", str(shop_dir)])
     assert r.exit_code == 2
@@ -142,7 +151,6 @@ def test_cli_reports_unsupported_model_and_bad_option(
     assert r.exit_code == 2 and "--churn-horizon: Input should be less than or equal to 365" in (
         r.output
     )
-    get_settings.cache_clear()
 
 
 def test_cli_training_options_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
