@@ -170,3 +170,17 @@ def test_cli_training_options_reach_the_settings(monkeypatch: pytest.MonkeyPatch
     assert (s.conversion_horizon_days, s.conversion_population_days) == (14, 60)
     assert (s.churn_horizon_days, s.churn_population_days) == (30, 120)
     assert (s.repurchase_weeks, s.repurchase_level, s.recommender_test_days) == (6, "category", 21)
+
+
+def test_training_window_cuts_the_shop_at_as_of(shop_dir: Path) -> None:
+    from klantbeeld.errors import ConfigError
+    from training.window import data_range, training_window
+
+    shop = open_shop(shop_dir)
+    full = data_range(shop)
+    assert training_window(shop, Settings()) == (shop, full)
+    cut, (start, end) = training_window(shop, Settings(train_as_of=datetime(1997, 9, 1, 12)))
+    assert (start, end) == (full[0], datetime(1997, 9, 1, 12))
+    assert cut.events[c.TS].max().to_pyarrow().as_py() < end
+    with pytest.raises(ConfigError, match="no event before it"):
+        training_window(shop, Settings(train_as_of=datetime(1996, 1, 1)))
