@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,40 @@ class Shop:
         if value is None:
             raise KeyError(f"shop from {self.source} has no table {name!r}")
         return value
+
+    def until(self, end: datetime) -> Shop:
+        """The shop as if its export had been taken at ``end``: only events and sends with
+        ``ts < end`` and customers created before ``end`` (items unchanged).
+
+        The cut tables are DuckDB temp views on the same connection
+        (``_kb_until_<end>_<table>``), so later stages read them like the originals.
+
+        Parameters
+        ----------
+        end : datetime
+            Naive UTC instant (exclusive).
+
+        Returns
+        -------
+        Shop
+            Same connection and report, cut tables.
+        """
+        stamp = f"{end:%Y%m%d%H%M%S}"
+        literal = f"TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
+        tables: dict[str, ibis.Table | None] = {}
+        for name, column in (("customers", c.CREATED_AT), ("events", c.TS), ("sends", c.TS)):
+            table = getattr(self, name)
+            if table is None:
+                tables[name] = None
+                continue
+            view = f"_kb_until_{stamp}_{name}"
+            sql = ibis.to_sql(table, dialect="duckdb")
+            self.con.con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM ({sql}) "
+                f'WHERE "{column}" < {literal}'
+            )
+            tables[name] = self.con.table(view)
+        return replace(self, **tables)  # type: ignore[arg-type]
 
     def sql(self, query: str) -> Any:
         """Run raw SQL on the shop's DuckDB connection and return a DuckDB relation."""

@@ -194,6 +194,57 @@ def _clv_horizon(settings: Settings, model: str, horizon_days: int | None) -> Se
     return settings.model_copy(update={"clv_horizon_days": horizon_days})
 
 
+#: Settings field -> the `klantbeeld train` option that sets it.
+TRAINING_OPTIONS = {
+    "train_as_of": "--as-of",
+    "conversion_horizon_days": "--conversion-horizon",
+    "conversion_population_days": "--conversion-population",
+    "churn_horizon_days": "--churn-horizon",
+    "churn_population_days": "--churn-population",
+    "repurchase_weeks": "--repurchase-weeks",
+    "repurchase_level": "--repurchase-level",
+    "recommender_test_days": "--recommender-test-days",
+}
+
+
+def _training_settings(settings: Settings, **options: Any) -> Settings:
+    """``settings`` with the training options given on the command line (None: unchanged),
+    validated by the same bounds as their ``KLANTBEELD_*`` variables.
+
+    Raises
+    ------
+    ConfigError
+        An option is out of its bounds (the message names the option).
+    """
+    from pydantic import ValidationError
+
+    from klantbeeld.errors import ConfigError
+
+    update = {k: v for k, v in options.items() if v is not None}
+    if not update:
+        return settings
+    try:
+        return Settings.model_validate({**settings.model_dump(), **update})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{TRAINING_OPTIONS.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else ''}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"bad training option: {problems}") from None
+
+
+ConversionHorizonOpt = Annotated[
+    int | None, typer.Option(help="Conversion intent: purchase within D days after T.")
+]
+ConversionPopulationOpt = Annotated[
+    int | None, typer.Option(help="Conversion intent: a session in the D days before T.")
+]
+ChurnHorizonOpt = Annotated[int | None, typer.Option(help="Churn: no purchase within D days.")]
+ChurnPopulationOpt = Annotated[
+    int | None, typer.Option(help="Churn: a purchase in the D days before T.")
+]
+
+
 @app.command()
 @friendly_errors
 def train(
@@ -217,15 +268,62 @@ def train(
             "KLANTBEELD_CLV_HORIZON_DAYS).",
         ),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Train as if the data ended here (YYYY-MM-DD, UTC): only events before it; "
+            "the test period ends there. Default: after the last event.",
+        ),
+    ] = None,
+    conversion_horizon: ConversionHorizonOpt = None,
+    conversion_population: ConversionPopulationOpt = None,
+    churn_horizon: ChurnHorizonOpt = None,
+    churn_population: ChurnPopulationOpt = None,
+    repurchase_weeks: Annotated[
+        int | None, typer.Option(help="Repurchase-timing horizon, weeks.", show_default=False)
+    ] = None,
+    repurchase_level: Annotated[
+        str | None, typer.Option(help="Repurchase pairs: item or category.", show_default=False)
+    ] = None,
+    recommender_test_days: Annotated[
+        int | None, typer.Option(help="Recommender test period, days.", show_default=False)
+    ] = None,
 ) -> None:
-    """Backtest, fit, evaluate and register a model in MLflow (one run per model)."""
+    """Backtest, fit, evaluate and register a model in MLflow (one run per model).
+
+    With 'all', a model the data cannot support (no sessions, one placeholder item, too
+    short for its horizon) is skipped with a message naming what is missing.
+    """
     from training.jobs import TRAINERS, train_model
-    from training.tracking import ui_command
 
     if model != "all" and model not in TRAINERS:
         raise typer.BadParameter(f"expected one of {', '.join([*TRAINERS, 'all'])}, got {model!r}")
-    settings = _clv_horizon(_settings(data), model, horizon_days)
+    settings = _clv_horizon(
+        _training_settings(
+            _settings(data),
+            train_as_of=parse_as_of(as_of) if as_of else None,
+            conversion_horizon_days=conversion_horizon,
+            conversion_population_days=conversion_population,
+            churn_horizon_days=churn_horizon,
+            churn_population_days=churn_population,
+            repurchase_weeks=repurchase_weeks,
+            repurchase_level=repurchase_level,
+            recommender_test_days=recommender_test_days,
+        ),
+        model,
+        horizon_days,
+    )
     results = train_model(model, settings, settings.resolved_data_dir, force=force)
+    _print_training(results, settings)
+    if isinstance(results, dict) and not results:
+        raise typer.Exit(code=2)
+
+
+def _print_training(results: Any, settings: Settings) -> None:
+    """Print each trained model's headline metrics and each skipped model's reason."""
+    from training.tracking import ui_command
+
     for result in results.values() if isinstance(results, dict) else [results]:
         shown = ", ".join(
             f"{k}={result.metrics[k]:.4f}" for k in HEADLINE_METRICS if k in result.metrics
@@ -235,7 +333,10 @@ def train(
             f"[bold]{result.model}[/] v{result.version} ({state}; {result.promotion_reason}) "
             f"test period {result.test_period}, {result.seconds:.0f}s\n  {shown}"
         )
-    out.print(f"Open the MLflow UI: {ui_command(settings)}")
+    for reason in getattr(results, "skipped", {}).values():
+        err.print(f"[bold yellow]skipped:[/] {reason}", highlight=False, soft_wrap=True)
+    if not isinstance(results, dict) or results:
+        out.print(f"Open the MLflow UI: {ui_command(settings)}")
 
 
 @app.command()
@@ -392,6 +493,39 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id (from `keys l
         err.print(f"[bold red]error:[/] no active key with id {key_id!r}", highlight=False)
         raise typer.Exit(code=2)
     out.print(f"key {key_id} revoked")
+
+
+@app.command("import")
+@friendly_errors
+def import_export(
+    mapping: Annotated[
+        Path, typer.Option("--mapping", help="YAML mapping of source names onto the contract.")
+    ],
+    source: Annotated[Path, typer.Option("--source", help="Folder of the raw export.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Contract folder to write.")],
+    lenient: LenientOpt = False,
+) -> None:
+    """Map a raw export onto the data contract (docs/mapping.md), write it, validate it.
+
+    Problems are reported with the source column and the mapping line they come from.
+    """
+    from features.mapping import import_source, load_mapping, validate_import
+
+    m = load_mapping(mapping)
+    summary = import_source(m, source, out_dir)
+    out.print(
+        f"imported to [bold]{summary.out}[/]: "
+        + ", ".join(f"{k}={v:,}" for k, v in summary.rows.items())
+    )
+    if summary.unmapped_event_types:
+        out.print(
+            "event names kept as they are (not in event_types): "
+            + ", ".join(f"{k}={v:,}" for k, v in summary.unmapped_event_types.items()),
+            highlight=False,
+        )
+    shop = validate_import(m, out_dir, lenient=lenient)
+    out.print(f"[green]valid[/]: {shop.source}")
+    out.print(shop.report.summary())
 
 
 @app.command()

@@ -5,6 +5,7 @@ Nothing happens at import: call :func:`get_settings` (cached) and pass the objec
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -40,6 +41,12 @@ class Settings(BaseSettings):
     seed: int = Field(42, ge=0, description="Seed of every random step.")
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default a SQLite store under home."
+    )
+
+    train_as_of: datetime | None = Field(
+        None,
+        description="Train as if the data ended here (naive UTC): every training job reads "
+        "only events before it and its test period ends there; default after the last event.",
     )
 
     # Model populations and horizons (ARCHITECTURE §3), in days.

@@ -5,13 +5,16 @@ other model families add their entry here (e.g. ``"repurchase_timing"``). ``"all
 trains the binary scores (the entries named in :data:`training.scoring_job.TASKS`:
 conversion intent and churn) together with :func:`train_binary_models`, which opens,
 validates and samples the shop once for both (25-40 s at 1M customers), then runs every
-other entry in insertion order.
+other entry in insertion order. A model whose needs the data do not meet (no sessions,
+one placeholder item, too short for its horizon: :mod:`training.requirements`) is
+skipped by ``"all"`` and named with the reason in :attr:`TrainedModels.skipped`; asked
+for alone, it raises :class:`training.requirements.UnsupportedDataError`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +28,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Trainer = Callable[[Settings, Path, bool], TrainingResult]
+
+
+class TrainedModels(dict[str, TrainingResult]):
+    """Results by model name, plus ``skipped``: model name to the reason it was not trained.
+
+    Parameters
+    ----------
+    results : mapping of str to TrainingResult
+    skipped : mapping of str to str, optional
+        The message of each model's :class:`training.requirements.UnsupportedDataError`.
+    """
+
+    def __init__(
+        self,
+        results: Mapping[str, TrainingResult] | None = None,
+        skipped: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(results or {})
+        self.skipped: dict[str, str] = dict(skipped or {})
 
 
 def _train_conversion_intent(settings: Settings, data: Path, force: bool) -> TrainingResult:
@@ -47,7 +69,8 @@ def train_binary_models(
     force: bool = False,
     config: BacktestConfig | None = None,
     prepared: PreparedShop | None = None,
-) -> dict[str, TrainingResult]:
+    skip_unsupported: bool = False,
+) -> TrainedModels:
     """Train several binary scores on one prepared shop, one MLflow run each.
 
     The shop is opened, validated, its time range found and its customer sample drawn
@@ -69,10 +92,13 @@ def train_binary_models(
     prepared : PreparedShop, optional
         A shop already prepared with ``config`` (e.g. timed by a benchmark); default:
         prepared here.
+    skip_unsupported : bool
+        Leave out (and name in ``skipped``) a model the data do not support instead of
+        raising :class:`training.requirements.UnsupportedDataError`.
 
     Returns
     -------
-    dict of str to TrainingResult
+    TrainedModels
         In the order of ``names``.
     """
     from training.backtest import BacktestConfig
@@ -84,10 +110,20 @@ def train_binary_models(
     config = config or BacktestConfig()
     if prepared is None and names:
         prepared = prepare_shop(data, settings, config)
-    return {
-        n: run_scoring_job(TASKS[n], settings, data, config=config, force=force, prepared=prepared)
-        for n in names
-    }
+    from training.requirements import UnsupportedDataError
+
+    results = TrainedModels()
+    for n in names:
+        try:
+            results[n] = run_scoring_job(
+                TASKS[n], settings, data, config=config, force=force, prepared=prepared
+            )
+        except UnsupportedDataError as exc:
+            if not skip_unsupported:
+                raise
+            log.info("skipped: %s", exc)
+            results.skipped[n] = str(exc)
+    return results
 
 
 def _as_training_result(
@@ -205,9 +241,15 @@ def train_model(
 
     Returns
     -------
-    TrainingResult, or dict of model name to TrainingResult for ``"all"`` (in the
-    order of :data:`TRAINERS`; conversion intent and churn are trained first, on one
-    prepared shop, see :func:`train_binary_models`).
+    TrainingResult, or for ``"all"`` a :class:`TrainedModels` of model name to
+    TrainingResult (in the order of :data:`TRAINERS`; conversion intent and churn are
+    trained first, on one prepared shop, see :func:`train_binary_models`) whose
+    ``skipped`` names each model the data do not support and why.
+
+    Raises
+    ------
+    training.requirements.UnsupportedDataError
+        A single ``model`` the data do not support (what is missing is in the message).
     """
     settings = settings or get_settings()
     data = Path(data) if data is not None else settings.resolved_data_dir
@@ -218,12 +260,20 @@ def train_model(
 
         raise ConfigError(f"data {data} does not exist; run `klantbeeld demo-data` or pass --data")
     if model == "all":
+        from training.requirements import UnsupportedDataError
         from training.scoring_job import TASKS
 
         # the binary scores share one opened and sampled shop
-        binary = train_binary_models(
-            settings, data, [n for n in TRAINERS if n in TASKS], force=force
-        )
-        others = {n: fn(settings, data, force) for n, fn in TRAINERS.items() if n not in binary}
-        return {n: binary[n] if n in binary else others[n] for n in TRAINERS}
+        binary = [n for n in TRAINERS if n in TASKS]
+        done = train_binary_models(settings, data, binary, force=force, skip_unsupported=True)
+        for n, fn in TRAINERS.items():
+            if n in binary:
+                continue
+            try:
+                done[n] = fn(settings, data, force)
+            except UnsupportedDataError as exc:
+                log.info("skipped: %s", exc)
+                done.skipped[n] = str(exc)
+        ordered = {n: done[n] for n in TRAINERS if n in done}
+        return TrainedModels(ordered, {n: done.skipped[n] for n in TRAINERS if n in done.skipped})
     return TRAINERS[model](settings, data, force)

@@ -1,4 +1,7 @@
-"""Evaluation plots written as PNG files (matplotlib, Agg backend, no display needed).
+"""Evaluation plots written as PNG files (matplotlib figures, no display needed).
+
+Figures are plain :class:`matplotlib.figure.Figure` objects (:func:`figures`), so drawing
+them never switches matplotlib's backend: training from a notebook keeps its inline plots.
 
 Each function draws one figure, writes it to ``path`` and returns ``path``.
 """
@@ -6,6 +9,7 @@ Each function draws one figure, writes it to ``path`` and returns ``path``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,13 +17,27 @@ import pandas as pd
 from training.metrics import gain_curve
 
 
-def _pyplot():
-    import matplotlib
+class _Figures:
+    """The two pyplot calls the plots use, on plain Figures (no backend, no global state)."""
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    @staticmethod
+    def subplots(nrows: int = 1, ncols: int = 1, figsize: Any = None, **kwargs: Any) -> Any:
+        from matplotlib.figure import Figure
 
-    return plt
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots(nrows, ncols, **kwargs)
+
+    @staticmethod
+    def close(fig: Any) -> None:
+        """Nothing to release: a plain Figure is not registered with pyplot."""
+
+
+def figures() -> _Figures:
+    """A pyplot-like ``subplots``/``close`` that leaves matplotlib's backend alone."""
+    return _Figures()
+
+
+_pyplot = figures
 
 
 def _save(fig, path: Path) -> Path:

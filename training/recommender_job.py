@@ -209,6 +209,7 @@ def train_recommender(
         Shop folder or DuckDB file; default ``settings.resolved_data_dir``.
     as_of : datetime, optional
         Test period start T (naive UTC); default the last event minus ``test_days``.
+        (``settings.train_as_of`` instead cuts the data: only events before it are read.)
     log_to_mlflow : bool, default True
         Log params, metrics and the model, register ``klantbeeld-recommender`` as
         challenger and promote it to champion when it beats the champion's
@@ -229,7 +230,14 @@ def train_recommender(
     -------
     RecommenderResult
     """
-    shop = open_shop(data or settings.resolved_data_dir, lenient=settings.lenient)
+    from training.requirements import profile_shop, require
+    from training.window import training_window
+
+    source = data or settings.resolved_data_dir
+    shop = open_shop(source, lenient=settings.lenient)
+    # with settings.train_as_of the shop is cut there: the test period ends at it
+    shop, _ = training_window(shop, settings)
+    require(MODEL, profile_shop(shop), str(source))
     ids = id_map_from_shop(shop)
     items = shop.items.to_pandas()
     events = load_events(shop)

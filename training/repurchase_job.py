@@ -23,7 +23,7 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -250,10 +250,9 @@ def _flat(prefix: str, ev: dict[str, Any]) -> dict[str, float]:
 # Plots
 # --------------------------------------------------------------------------------------
 def _plot_curve(curves: dict[str, np.ndarray], observed: np.ndarray, path: Path) -> None:
-    import matplotlib
+    from training.plots import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures()
 
     weeks = np.arange(0, observed.size + 1)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -270,10 +269,9 @@ def _plot_curve(curves: dict[str, np.ndarray], observed: np.ndarray, path: Path)
 
 
 def _plot_mae_by_item(table: pd.DataFrame, path: Path) -> None:
-    import matplotlib
+    from training.plots import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures()
 
     top = table.head(25).iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 7))
@@ -326,14 +324,6 @@ def _sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return df.iloc[idx].reset_index(drop=True)
 
 
-def _data_span(shop: Any) -> tuple[datetime, datetime]:
-    e = shop.events
-    row = e.aggregate(lo=e[c.TS].min(), hi=e[c.TS].max()).to_pandas().iloc[0]
-    lo, hi = pd.Timestamp(row["lo"]).to_pydatetime(), pd.Timestamp(row["hi"]).to_pydatetime()
-    end = datetime(hi.year, hi.month, hi.day) + timedelta(days=1)
-    return lo, end
-
-
 def train_repurchase_timing(
     settings: Any,
     data: Path | None = None,
@@ -377,7 +367,9 @@ def train_repurchase_timing(
     from features.shop import open_shop
     from training.backtest import BacktestConfig, plan_backtest
     from training.registry import TEST_PERIOD_TAG, promote_if_better, register_challenger
+    from training.requirements import profile_shop, require, too_short
     from training.tracking import start_run
+    from training.window import training_window
 
     t_start = time.perf_counter()
     weeks = int(settings.repurchase_weeks)
@@ -386,13 +378,17 @@ def train_repurchase_timing(
     seed = int(settings.seed)
     data = Path(data) if data is not None else Path(settings.resolved_data_dir)
     shop = open_shop(data, lenient=settings.lenient, threads=settings.threads)
-    start, end = _data_span(shop)
-    plan = plan_backtest(
-        end,
-        7 * weeks,
-        BacktestConfig(n_train=n_train_cutoffs, step_days=28, min_history_days=56),
-        data_start=start,
-    )
+    shop, (start, end) = training_window(shop, settings)
+    require(MODEL, profile_shop(shop), str(data))
+    try:
+        plan = plan_backtest(
+            end,
+            7 * weeks,
+            BacktestConfig(n_train=n_train_cutoffs, step_days=28, min_history_days=56),
+            data_start=start,
+        )
+    except ValueError as exc:
+        raise too_short(MODEL, exc, str(data)) from None
     log.info("repurchase backtest: %s", plan.as_params())
 
     frames = []

@@ -50,8 +50,11 @@ from models.inputs import model_inputs, replenishment_manifest
 from models.lgbm import GradientBoostedScorer
 from training import metrics as M
 from training.backtest import BacktestConfig, BacktestPlan, plan_backtest
+from training.requirements import DataProfile, require, too_short
 from training.result import TrainingResult
 from training.seasonality import IntensityShift, SeasonalPlan, plan_seasonal, seasonal_shift
+from training.window import data_range as data_range  # re-exported (tests, notebooks)
+from training.window import training_window
 
 log = logging.getLogger(__name__)
 
@@ -183,15 +186,6 @@ TASKS: dict[str, BinaryTask] = {t.name: t for t in (CONVERSION_INTENT, CHURN)}
 # --------------------------------------------------------------------------- data
 
 
-def data_range(shop: Any) -> tuple[datetime, datetime]:
-    """First event time and the exclusive end of the data (midnight after the last event)."""
-    ev = shop.events
-    row = ev.aggregate(lo=ev[c.TS].min(), hi=ev[c.TS].max()).to_pandas().iloc[0]
-    lo, hi = pd.Timestamp(row["lo"]).to_pydatetime(), pd.Timestamp(row["hi"]).to_pydatetime()
-    end = datetime(hi.year, hi.month, hi.day) + pd.Timedelta(days=1)
-    return lo, end
-
-
 def default_snapshot(shop: Any, as_of: datetime) -> Any:
     """The project's snapshot builder (:func:`features.snapshot.build_snapshot`), limited
     to the tables :func:`models.inputs.model_inputs` reads (customer and customer x item;
@@ -252,6 +246,8 @@ class PreparedShop:
         The sampling rule it was drawn with.
     open_seconds : float
         Time spent opening the shop and finding its range.
+    profile : training.requirements.DataProfile or None
+        What the (sampled) shop holds, for the checks of what each model needs.
     """
 
     data: Path
@@ -260,6 +256,7 @@ class PreparedShop:
     max_customers: int
     seed: int
     open_seconds: float
+    profile: DataProfile | None = None
 
 
 def prepare_shop(
@@ -272,7 +269,8 @@ def prepare_shop(
     data : Path
         Shop folder or DuckDB file.
     settings : Settings
-        ``lenient``, ``threads`` and the seed of the sample.
+        ``lenient``, ``threads``, the seed of the sample and ``train_as_of`` (when set,
+        the shop is cut there: :meth:`features.shop.Shop.until`).
     config : BacktestConfig, optional
         Its ``max_customers`` caps the sample (:func:`sample_customers`).
 
@@ -281,14 +279,23 @@ def prepare_shop(
     PreparedShop
     """
     from features.shop import open_shop
+    from training.requirements import profile_shop
 
     config = config or BacktestConfig()
     t0 = time.perf_counter()
     shop = open_shop(Path(data), lenient=settings.lenient, threads=settings.threads)
-    span = data_range(shop)
+    shop, span = training_window(shop, settings)
     open_seconds = time.perf_counter() - t0
     sample = sample_customers(shop, config.max_customers, settings.seed)
-    return PreparedShop(Path(data), span, sample, config.max_customers, settings.seed, open_seconds)
+    return PreparedShop(
+        Path(data),
+        span,
+        sample,
+        config.max_customers,
+        settings.seed,
+        open_seconds,
+        profile_shop(sample.shop),
+    )
 
 
 def _sql_of(shop: Any, table: Any) -> str:
@@ -926,7 +933,12 @@ def run_scoring_job(
             f"{prepared.data} / {prepared.max_customers} / {prepared.seed}"
         )
     start, end = prepared.data_range
-    plan = plan_backtest(end, task.horizon_days(settings), config, data_start=start)
+    if prepared.profile is not None:
+        require(task.name, prepared.profile, str(data))
+    try:
+        plan = plan_backtest(end, task.horizon_days(settings), config, data_start=start)
+    except ValueError as exc:
+        raise too_short(task.name, exc, str(data)) from None
     log.info("%s backtest plan: %s", task.name, plan.as_params())
     # every cutoff, the point-in-time check and the evaluation read the same sample
     sample = prepared.sample
