@@ -117,8 +117,9 @@ def test_train_all_trains_what_is_supported_and_names_the_rest(
     results = train_model("all", settings, shop_dir)
     assert isinstance(results, TrainedModels)
     assert list(results) == ["churn", "repurchase_timing"]
-    assert list(results.skipped) == ["conversion_intent", "recommender"]
+    assert list(results.skipped) == ["conversion_intent", "recommender", "clv"]
     assert "web/app sessions" in results.skipped["conversion_intent"]
+    assert "order values" in results.skipped["clv"]
     assert "placeholder item" in results.skipped["recommender"]
     # --as-of: the test periods end there, not at the end of the data (1998-07-01)
     assert results["churn"].test_period == "1998-01-31/1998-04-01"

@@ -35,7 +35,7 @@ import pandas as pd
 
 from features import contract as c
 from features.clv_labels import PURCHASES, REVENUE, purchase_labels
-from klantbeeld.errors import ConfigError, KlantbeeldError
+from klantbeeld.errors import KlantbeeldError
 from klantbeeld.settings import Settings
 from models.clv import CLV, EXPECTED_PURCHASES, EXPECTED_SPEND, BGNBDGammaGamma, CLVModel
 from models.inputs import model_inputs
@@ -287,6 +287,7 @@ def train_clv(
 
     from models.clv_pyfunc import log_clv_model
     from training import plots, registry
+    from training.requirements import require, too_short
     from training.scoring_job import prepare_shop
     from training.tracking import start_run
 
@@ -297,11 +298,12 @@ def train_clv(
         raise ValueError(f"horizon_days must be >= 1, got {horizon}")
     data = Path(data) if data is not None else settings.resolved_data_dir
     prepared = prepare_shop(data, settings, config)
+    require(MODEL, prepared.profile, str(data))
     start, end = prepared.data_range
     try:
         plan = plan_backtest(end, horizon, config, data_start=start)
     except ValueError as exc:  # data too short for three horizons: say so, no traceback
-        raise ConfigError(f"clv with --horizon-days {horizon}: {exc}") from None
+        raise too_short(MODEL, exc, str(data)) from None
     log.info("clv backtest plan: %s", plan.as_params())
     shop = prepared.sample.shop
     frames = assemble(shop, plan)

@@ -17,6 +17,7 @@ What each model needs (beyond a valid shop):
 - ``repurchase_timing``: purchase events with an ``item_id`` (one placeholder item is
   enough: it then models "when does this customer buy again").
 - ``recommender``: item events on at least :data:`MIN_RECOMMENDER_ITEMS` distinct items.
+- ``clv``: purchases with a value (``events.value`` or the item's ``price``).
 
 Whether the data span the backtest of a given horizon is checked by the backtest planner
 itself (:func:`training.backtest.plan_backtest`); the jobs turn its refusal into an
@@ -189,6 +190,16 @@ def _needs_item_purchases(p: DataProfile) -> list[str]:
     return missing
 
 
+def _needs_valued_purchases(p: DataProfile) -> list[str]:
+    missing = _needs_purchases(p)
+    if not missing and not p.n_valued_purchases:
+        missing.append(
+            "it needs order values (events.value on purchases, or items.price, EUR); none of "
+            f"the {p.n_purchases:,} purchases has one"
+        )
+    return missing
+
+
 def _needs_catalogue(p: DataProfile) -> list[str]:
     if p.n_items_with_events >= MIN_RECOMMENDER_ITEMS:
         return []
@@ -206,6 +217,7 @@ REQUIREMENTS: dict[str, Check] = {
     "churn": _needs_purchases,
     "repurchase_timing": _needs_item_purchases,
     "recommender": _needs_catalogue,
+    "clv": _needs_valued_purchases,
 }
 
 
@@ -248,6 +260,7 @@ HORIZON_OPTIONS = {
     "churn": "--churn-horizon",
     "repurchase_timing": "--repurchase-weeks",
     "recommender": "--recommender-test-days",
+    "clv": "--horizon-days",
 }
 
 
