@@ -30,7 +30,7 @@ ENDPOINTS = [
         "/v1/events",
         {
             "events": [
-                {"type": "send", "customer_id": "C1", "item_id": "I2", "placement": "newsletter"}
+                {"event_type": "send", "customer_id": "C1", "item_id": "I2", "placement": "newsletter"}
             ]
         },
         "events:write",

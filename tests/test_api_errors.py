@@ -31,7 +31,9 @@ def _raise(exc: Exception):
     ],
 )
 def test_foreign_errors_are_a_generic_500_and_the_message_is_not_logged(
-    world, exc, caplog  # noqa: F811
+    world,
+    exc,
+    caplog,  # noqa: F811
 ):
     client, _, _ = world
     client.app.dependency_overrides[get_scores] = _raise(exc)

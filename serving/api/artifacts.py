@@ -26,8 +26,9 @@ from serving.api.scores import ScoreIndex, latest_scores_file
 from serving.api.state_reader import FastStateReader
 from serving.context import RecContext
 from serving.next_best_offer import CandidateModel, RecipientResult, recommend_for
+from serving.online_overrides import online_view
 from serving.placements import Placement, PlacementConfig, placements_from_settings
-from serving.state import SQLiteStateStore, StateStore
+from serving.state import OnlineStateStore, SQLiteStateStore
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class RecommendationService:
         context: RecContext,
         model: CandidateModel | None,
         placements: PlacementConfig,
-        state: StateStore | None,
+        state: OnlineStateStore | None,
     ) -> None:
         self.context = context
         self.model = model
@@ -95,16 +96,20 @@ class RecommendationService:
 
         Unknown customers and customers without history get the popular fallback, or a
         not-eligible result (``unknown_customer``, ``no_email_consent``, ...) when the
-        channel needs consent -- never an error.
+        channel needs consent -- never an error. Consent changed through
+        ``POST /v1/events`` counts at once, and an erased customer is answered as an
+        unknown one (:func:`serving.online_overrides.online_view`).
         """
-        return recommend_for(
-            customer_ids,
+        view = online_view(customer_ids, self.context, self.state)
+        results = recommend_for(
+            view.customer_ids,
             self.placement(placement, n),
-            context=self.context,
+            context=view.context,
             model=self.model,
             state=self.state,
             now=now,
         )
+        return view.restore(results)
 
     def record_sends(
         self, results: Sequence[RecipientResult], placement: str, now: datetime
@@ -129,7 +134,7 @@ class Artifacts:
     ----------
     settings : Settings
     placements : PlacementConfig
-    state : StateStore
+    state : OnlineStateStore
     scores : ScoreIndex or None
     recommender : RecommendationService or None
     audience : AudienceIndex or None
@@ -141,7 +146,7 @@ class Artifacts:
 
     settings: Settings
     placements: PlacementConfig
-    state: StateStore
+    state: OnlineStateStore
     scores: ScoreIndex | None = None
     recommender: RecommendationService | None = None
     audience: AudienceIndex | None = None

@@ -27,7 +27,7 @@ from serving.api.batcher import MicroBatcher
 from serving.api.errors import ForbiddenError, UnauthorizedError
 from serving.api.keys import KeyStore
 from serving.api.scores import ScoreIndex
-from serving.state import StateStore
+from serving.state import OnlineStateStore
 
 
 async def get_artifacts(request: Request) -> Artifacts:
@@ -62,7 +62,7 @@ async def get_recommender(art: ArtifactsDep) -> RecommendationService:
     return art.recommender
 
 
-async def get_state(art: ArtifactsDep) -> StateStore:
+async def get_state(art: ArtifactsDep) -> OnlineStateStore:
     """Online state store (sends, purchases)."""
     return art.state
 
@@ -143,7 +143,7 @@ async def get_now() -> datetime:
 SettingsDep = Annotated[Settings, Depends(get_api_settings)]
 ScoresDep = Annotated[ScoreIndex, Depends(get_scores)]
 RecommenderDep = Annotated[RecommendationService, Depends(get_recommender)]
-StateDep = Annotated[StateStore, Depends(get_state)]
+StateDep = Annotated[OnlineStateStore, Depends(get_state)]
 AudienceDep = Annotated[AudienceIndex, Depends(get_audience)]
 NowDep = Annotated[datetime, Depends(get_now)]
 BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -65,11 +66,11 @@ ERROR_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
 )
 
 
-def _route(scope: dict[str, Any]) -> str:
+def _route(scope: Mapping[str, Any]) -> str:
     return getattr(scope.get("route"), "path", "<unmatched>")
 
 
-def log_internal_error(scope: dict[str, Any], exc: BaseException) -> None:
+def log_internal_error(scope: Mapping[str, Any], exc: BaseException) -> None:
     """Log a 500: method, route template, error class and stack frames, never the message.
 
     Parameters

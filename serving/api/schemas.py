@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 #: Recipients per batch call (ARCHITECTURE §7: a batch of 1,000 in <= 250 ms).
 MAX_BATCH = 1_000
@@ -123,14 +130,60 @@ class BatchResponse(_Out):
 
 
 # -- events --------------------------------------------------------------------------------
-class Event(_In):
-    """A purchase or a send that must take effect at once."""
+Text = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+EventType = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+]
+#: Event types that need an ``item_id``.
+ITEM_EVENTS = ("purchase", "send")
 
-    type: Literal["purchase", "send"]
+
+class Event(_In):
+    """One event in the data contract's event columns (ARCHITECTURE §2), plus ``event_id``.
+
+    ``purchase`` excludes the item from the customer's next recommendations, ``send``
+    excludes it for the placement's ``exclude_sent_days``, ``consent_update`` (with
+    ``consent_email`` and/or ``consent_ads``) changes consent at once. Every other type
+    (``product_view``, ``email_click``, ...) is stored in the event log.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "order-981-line-1",
+                    "event_type": "purchase",
+                    "customer_id": "C1",
+                    "item_id": "I1",
+                    "ts": "2026-11-01T09:30:00+01:00",
+                    "quantity": 1,
+                    "value": 30.0,
+                    "order_id": "981",
+                },
+                {"event_type": "consent_update", "customer_id": "C1", "consent_email": False},
+            ]
+        },
+    )
+
+    event_id: Text | None = Field(
+        None, description="Idempotency key: an event with an id already stored is skipped."
+    )
+    event_type: EventType = Field(
+        description="purchase, send, consent_update, or any data-contract event type."
+    )
     customer_id: CustomerId
-    item_id: ItemId
     ts: datetime | None = Field(None, description="When (ISO 8601; naive = UTC); default now.")
-    placement: PlacementName | None = Field(None, description="Sends only: the placement.")
+    item_id: ItemId | None = Field(None, description="Required for purchase and send.")
+    quantity: float | None = Field(None, ge=0.0)
+    value: float | None = Field(None, description="Money, EUR.")
+    channel: Text | None = None
+    session_id: Text | None = None
+    campaign_id: Text | None = None
+    order_id: Text | None = None
+    placement: PlacementName | None = Field(None, description="Sends: the placement.")
+    consent_email: bool | None = Field(None, description="consent_update: e-mail consent.")
+    consent_ads: bool | None = Field(None, description="consent_update: ads consent.")
 
     @field_validator("ts")
     @classmethod
@@ -139,18 +192,34 @@ class Event(_In):
             v = v.astimezone(UTC).replace(tzinfo=None)
         return v
 
+    @model_validator(mode="after")
+    def _fields_of_the_type(self) -> Event:
+        if self.event_type in ITEM_EVENTS and self.item_id is None:
+            raise ValueError(f"item_id is required for event_type {self.event_type!r}")
+        has_consent = self.consent_email is not None or self.consent_ads is not None
+        if self.event_type == "consent_update" and not has_consent:
+            raise ValueError("consent_update needs consent_email and/or consent_ads")
+        if self.event_type != "consent_update" and has_consent:
+            raise ValueError("consent_email / consent_ads belong to event_type 'consent_update'")
+        return self
+
 
 class EventsRequest(_In):
-    """Up to 10,000 events, stored atomically (all or none)."""
+    """Up to 10,000 events, stored atomically (all or none) before the call answers."""
 
     events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
 class EventsResponse(_Out):
-    """Rows stored."""
+    """What was stored (``received = stored + duplicates + erased``)."""
 
+    received: int = Field(ge=0)
+    stored: int = Field(ge=0, description="Events newly written.")
+    duplicates: int = Field(ge=0, description="Skipped: their event_id was already stored.")
+    erased: int = Field(ge=0, description="Skipped: their customer was erased.")
     purchases: int = Field(ge=0)
     sends: int = Field(ge=0)
+    consent_updates: int = Field(ge=0)
 
 
 __all__ = [
