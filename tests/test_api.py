@@ -409,7 +409,12 @@ def test_posted_send_removes_the_item_for_seven_days(world):
         "/v1/events",
         json={
             "events": [
-                {"event_type": "send", "customer_id": "C1", "item_id": "I2", "placement": "newsletter"}
+                {
+                    "event_type": "send",
+                    "customer_id": "C1",
+                    "item_id": "I2",
+                    "placement": "newsletter",
+                }
             ]
         },
     )

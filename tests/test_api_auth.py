@@ -30,13 +30,19 @@ ENDPOINTS = [
         "/v1/events",
         {
             "events": [
-                {"event_type": "send", "customer_id": "C1", "item_id": "I2", "placement": "newsletter"}
+                {
+                    "event_type": "send",
+                    "customer_id": "C1",
+                    "item_id": "I2",
+                    "placement": "newsletter",
+                }
             ]
         },
         "events:write",
     ),
     ("GET", "/v1/audiences/conversion_intent", None, "audiences:export"),
     ("GET", "/metrics", None, "admin"),
+    ("DELETE", "/v1/customers/C1", None, "admin"),  # last: it erases C1
 ]
 OPEN = {"/v1/health", "/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 

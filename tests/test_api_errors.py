@@ -31,9 +31,9 @@ def _raise(exc: Exception):
     ],
 )
 def test_foreign_errors_are_a_generic_500_and_the_message_is_not_logged(
-    world,
+    world,  # noqa: F811
     exc,
-    caplog,  # noqa: F811
+    caplog,
 ):
     client, _, _ = world
     client.app.dependency_overrides[get_scores] = _raise(exc)

@@ -71,6 +71,14 @@ class CustomerScores(_Out):
     scores: dict[str, ModelScore]
 
 
+class Erasure(_Out):
+    """Result of ``DELETE /v1/customers/{customer_id}``."""
+
+    customer_id: str
+    erased: bool = Field(description="The id is on the erasure list.")
+    rows_deleted: int = Field(ge=0, description="Rows deleted from the state store.")
+
+
 # -- recommendations -----------------------------------------------------------------------
 class RecommendedItem(_Out):
     """One item for a recipient, with the content fields a template needs."""
@@ -229,6 +237,7 @@ __all__ = [
     "CustomerScores",
     "Event",
     "EventsRequest",
+    "Erasure",
     "EventsResponse",
     "Health",
     "MAX_BATCH",
