@@ -557,26 +557,34 @@ def served(tmp_path_factory):
     (settings.home / "scores").mkdir(parents=True)
     pq.write_table(table, settings.home / "scores" / "customer_scores_as_of=2026-10-01.parquet")
     with keyed_client(create_app(settings)) as client:  # no recommender yet
+        consented = customers.loc[customers[c.CONSENT_EMAIL], c.CUSTOMER_ID].iloc[0]
         untrained = (
             client.get("/health").json(),
-            client.get(f"/v1/customers/{ids[0]}/recommendations"),
+            client.get(f"/v1/customers/{consented}/recommendations"),
+            client.get("/v1/ready"),
         )
     train_recommender(settings, log_to_mlflow=False)
     return settings, customers, untrained
 
 
-def test_real_app_without_recommender_answers_503_for_recommendations(served):
-    _, _, (health, recs) = served
+def test_real_app_without_recommender_serves_flagged_fallbacks_and_is_not_ready(served):
+    _, _, (health, recs, ready) = served
     assert health["status"] == "degraded"
     assert health["components"]["scores"]["ok"] and health["components"]["audience"]["ok"]
     assert not health["components"]["recommender"]["ok"]
-    assert recs.status_code == 503 and "klantbeeld train recommender" in recs.json()["detail"]
+    assert ready.status_code == 503 and not ready.json()["ready"]
+    assert "klantbeeld train recommender" in ready.json()["problems"]["recommender"]
+    assert recs.status_code == 200, recs.text
+    body = recs.json()
+    assert body["fallback"] is True and body["eligible"]
+    assert body["items"] and all(i["reason"].startswith("popular_in:") for i in body["items"])
 
 
 def test_real_app_serves_scores_audience_and_recommendations(served):
     settings, customers, _ = served
     with keyed_client(create_app(settings)) as client:
         assert client.get("/health").json()["status"] == "ok"
+        assert client.get("/v1/ready").json() == {"ready": True, "problems": {}}
         ids = customers[c.CUSTOMER_ID].tolist()
         assert client.get(f"/v1/customers/{ids[299]}/scores").json()["scores"]["churn"][
             "score"

@@ -4,8 +4,11 @@
 the rule context built from the shop, the served recommender (``NextBestOffers``, arrays
 memory-mapped), the placements config, the online state store and the audience index.
 A missing piece (no scores yet, no trained recommender, no shop) does not stop the service:
-it is recorded in :attr:`Artifacts.problems`, ``GET /health`` reports it and the routes that
-need it answer 503 with the reason. A broken placements file does stop it.
+it is recorded in :attr:`Artifacts.problems`, ``GET /health`` reports it, ``GET /v1/ready``
+answers 503 with the reason and the routes that need it answer 503 too -- except
+recommendations, which without a loaded recommender (missing or corrupt) serve every
+recipient the placement's popular fallback, flagged ``fallback: true``. A corrupt
+artifact never stops the service; a broken placements file does (a configuration error).
 """
 
 from __future__ import annotations
@@ -185,6 +188,8 @@ def load_artifacts(settings: Settings) -> Artifacts:
         art.scores = ScoreIndex.open(latest_scores_file(settings), settings.home / "cache")
     except (KlantbeeldError, OSError) as exc:
         art.problems[SCORES] = str(exc)
+    except Exception as exc:  # a corrupt file: serve without it, never crash at start-up
+        art.problems[SCORES] = _unreadable("scores file", exc)
 
     customers: pd.DataFrame | None = None
     context: RecContext | None = None
@@ -205,6 +210,8 @@ def load_artifacts(settings: Settings) -> Artifacts:
         art.problems[SHOP] = f"data in {exc.source} break the data contract: {what}"
     except (KlantbeeldError, OSError) as exc:
         art.problems[SHOP] = str(exc)
+    except Exception as exc:
+        art.problems[SHOP] = _unreadable("shop data", exc, quote=False)
 
     model = None
     try:
@@ -213,7 +220,10 @@ def load_artifacts(settings: Settings) -> Artifacts:
         model = load_next_best_offers(settings)
     except (KlantbeeldError, OSError) as exc:
         art.problems[RECOMMENDER] = str(exc)
-    if context is not None and model is not None:
+    except Exception as exc:
+        art.problems[RECOMMENDER] = _unreadable("recommender artifact", exc)
+    if context is not None:
+        # without a model every recipient gets the placement's popular fallback (flagged)
         art.recommender = RecommendationService(context, model, placements, state)
     elif RECOMMENDER not in art.problems:
         art.problems[RECOMMENDER] = "no rule context: " + art.problems.get(SHOP, "")
@@ -230,6 +240,17 @@ def load_artifacts(settings: Settings) -> Artifacts:
         sorted(art.problems) or "none",
     )
     return art
+
+
+def _unreadable(what: str, exc: Exception, quote: bool = True) -> str:
+    """Reason for an artifact that raised an unexpected error while loading.
+
+    ``quote=False`` leaves the error's message out (shop data may hold personal data);
+    it goes to the log either way only as the error class.
+    """
+    log.error("%s could not be loaded: %s", what, type(exc).__name__)
+    text = f"{what} unreadable ({type(exc).__name__}"
+    return text + (f": {exc})" if quote else "; see the data and the server log)")
 
 
 __all__ = ["Artifacts", "RecommendationService", "load_artifacts"]

@@ -55,9 +55,10 @@ async def get_scores(art: ArtifactsDep) -> ScoreIndex:
 
 
 async def get_recommender(art: ArtifactsDep) -> RecommendationService:
-    """Next-best-offers service; 503 without a trained recommender or shop."""
-    art.require(RECOMMENDER)
+    """Next-best-offers service; 503 without a shop (rule context). Without a trained
+    recommender it serves the placements' popular fallback (``model is None``)."""
     if art.recommender is None:
+        art.require(RECOMMENDER)
         raise NotTrainedError("recommender not loaded")
     return art.recommender
 

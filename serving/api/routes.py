@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.api.routers import audiences, customers, events, health, metrics, recommendations
+from serving.api.routers import (
+    admin,
+    audiences,
+    customers,
+    events,
+    health,
+    metrics,
+    recommendations,
+)
 
 api_router = APIRouter()
-for _module in (health, customers, recommendations, events, audiences, metrics):
+for _module in (health, customers, recommendations, events, audiences, admin, metrics):
     api_router.include_router(_module.router)
 
 __all__ = ["api_router"]

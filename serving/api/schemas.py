@@ -14,6 +14,8 @@ from pydantic import (
     model_validator,
 )
 
+from serving.rules import POPULAR_IN
+
 #: Recipients per batch call (ARCHITECTURE §7: a batch of 1,000 in <= 250 ms).
 MAX_BATCH = 1_000
 #: Events per ``POST /v1/events`` call.
@@ -39,6 +41,24 @@ class ComponentStatus(_Out):
 
     ok: bool
     detail: str
+
+
+class Ready(_Out):
+    """Readiness: ``ready`` only when every model and artifact is loaded."""
+
+    ready: bool
+    problems: dict[str, str] = Field(
+        default_factory=dict, description="Component -> why it is not loaded."
+    )
+
+
+class Reloaded(_Out):
+    """Result of ``POST /v1/admin/reload`` (this worker; the others follow)."""
+
+    ready: bool
+    problems: dict[str, str] = Field(default_factory=dict)
+    loaded_in_s: float = Field(ge=0.0, description="Seconds the new artifacts took to load.")
+    reloads: int = Field(ge=1, description="Reloads of this worker since it started.")
 
 
 class Health(_Out):
@@ -106,7 +126,22 @@ class RecipientRecommendations(_Out):
     eligible: bool
     reason: str | None = None
     content_block: str | None = None
+    fallback: bool = Field(
+        False,
+        description="True when the items are the placement's popular fallback, not "
+        "personalised: the recommender is not loaded (see GET /v1/ready) or the recipient "
+        "is unknown to it.",
+    )
     items: list[RecommendedItem] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, result: object, model_loaded: bool) -> RecipientRecommendations:
+        """From a :class:`serving.next_best_offer.RecipientResult`, with ``fallback`` set."""
+        out = cls.model_validate(result)
+        popular = bool(out.items) and all(i.reason.startswith(POPULAR_IN) for i in out.items)
+        if not model_loaded or popular:
+            out.fallback = True
+        return out
 
 
 class BatchRequest(_In):
@@ -240,6 +275,8 @@ __all__ = [
     "Erasure",
     "EventsResponse",
     "Health",
+    "Ready",
+    "Reloaded",
     "MAX_BATCH",
     "MAX_EVENTS",
     "ModelScore",

@@ -67,7 +67,7 @@ async def customer_recommendations(
     Concurrent requests are computed together (:mod:`serving.api.batcher`).
     """
     result = await batcher.recommend(recommender, customer_id, placement, n, now)
-    return json_response(RecipientRecommendations.model_validate(result))
+    return json_response(RecipientRecommendations.of(result, recommender.model is not None))
 
 
 @router.delete("/{customer_id}", response_model=Erasure)
