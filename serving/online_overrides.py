@@ -31,6 +31,8 @@ from serving.state import ConsentOverride
 
 #: Placeholder ids of erased recipients start with this (NUL: never a real customer id).
 ERASED_PREFIX = "\x00erased-"
+#: Recipient id that no context knows: asked for the unknown-recipient answer.
+UNKNOWN_RECIPIENT = "\x00unknown-recipient"
 
 
 @runtime_checkable
@@ -145,4 +147,11 @@ def online_view(
     return OnlineView(ids, consent_context(context, overrides), original)
 
 
-__all__ = ["ERASED_PREFIX", "OnlineControls", "OnlineView", "consent_context", "online_view"]
+__all__ = [
+    "UNKNOWN_RECIPIENT",
+    "ERASED_PREFIX",
+    "OnlineControls",
+    "OnlineView",
+    "consent_context",
+    "online_view",
+]

@@ -30,7 +30,15 @@ from serving.api.app import create_app
 from serving.api.artifacts import RecommendationService
 from serving.api.audience import AudienceIndex, normalise_email, normalise_phone
 from serving.api.batcher import MicroBatcher
-from serving.api.deps import get_audience, get_now, get_recommender, get_scores, get_state
+from serving.api.deps import (
+    get_audience,
+    get_emails,
+    get_now,
+    get_recommender,
+    get_scores,
+    get_state,
+)
+from serving.api.email_index import EmailIndex
 from serving.api.keys import SCOPES, KeyStore
 from serving.api.metrics import BUCKETS, LatencyHistogram
 from serving.api.scores import ScoreIndex
@@ -145,6 +153,7 @@ def world(tmp_path: Path):
             get_recommender: lambda: service,
             get_state: lambda: state,
             get_audience: lambda: audience,
+            get_emails: lambda: EmailIndex(CUSTOMERS),
             get_now: clock,
         }
     )

@@ -19,6 +19,7 @@ from serving.api.keys import SCOPES, KeyStore
 ENDPOINTS = [
     ("GET", "/v1/customers/C1/scores", None, "scores:read"),
     ("GET", "/v1/customers/C1/recommendations", None, "recommendations:read"),
+    ("GET", "/v1/recipients/recommendations?email=ann@example.com", None, "recommendations:read"),
     (
         "POST",
         "/v1/recommendations/batch",

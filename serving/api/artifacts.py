@@ -25,6 +25,7 @@ from features import contract as c
 from klantbeeld.errors import DataContractError, KlantbeeldError, NotTrainedError
 from klantbeeld.settings import Settings
 from serving.api.audience import AudienceIndex
+from serving.api.email_index import EmailIndex
 from serving.api.scores import ScoreIndex, latest_scores_file
 from serving.api.state_reader import FastStateReader
 from serving.context import RecContext
@@ -141,6 +142,8 @@ class Artifacts:
     scores : ScoreIndex or None
     recommender : RecommendationService or None
     audience : AudienceIndex or None
+    emails : EmailIndex or None
+        Hashed e-mail address -> customer id (from the shop's customer table).
     problems : dict of str to str
         Component (``scores``, ``shop``, ``recommender``, ``audience``) -> why it is missing.
     loaded_in_s : float
@@ -153,6 +156,7 @@ class Artifacts:
     scores: ScoreIndex | None = None
     recommender: RecommendationService | None = None
     audience: AudienceIndex | None = None
+    emails: EmailIndex | None = None
     problems: dict[str, str] = field(default_factory=dict)
     loaded_in_s: float = 0.0
 
@@ -202,6 +206,7 @@ def load_artifacts(settings: Settings) -> Artifacts:
         )
         cols = [col for col in _AUDIENCE_COLUMNS if col in shop.customers.columns]
         customers = shop.customers.select(cols).to_pandas()
+        art.emails = EmailIndex(customers)
         context = build_context(shop)
     except DataContractError as exc:  # its examples may hold personal data: count only
         what = "; ".join(

@@ -19,11 +19,13 @@ from serving.api.artifacts import (
     AUDIENCE,
     RECOMMENDER,
     SCORES,
+    SHOP,
     Artifacts,
     RecommendationService,
 )
 from serving.api.audience import AudienceIndex
 from serving.api.batcher import MicroBatcher
+from serving.api.email_index import EmailIndex
 from serving.api.errors import ForbiddenError, UnauthorizedError
 from serving.api.keys import KeyStore
 from serving.api.scores import ScoreIndex
@@ -74,6 +76,14 @@ async def get_audience(art: ArtifactsDep) -> AudienceIndex:
     if art.audience is None:
         raise NotTrainedError("audience index not loaded")
     return art.audience
+
+
+async def get_emails(art: ArtifactsDep) -> EmailIndex:
+    """E-mail -> customer id index; 503 without the shop's customer table."""
+    if art.emails is None:
+        art.require(SHOP)
+        raise NotTrainedError("customer table not loaded")
+    return art.emails
 
 
 async def get_batcher(request: Request) -> MicroBatcher:
@@ -148,6 +158,7 @@ StateDep = Annotated[OnlineStateStore, Depends(get_state)]
 AudienceDep = Annotated[AudienceIndex, Depends(get_audience)]
 NowDep = Annotated[datetime, Depends(get_now)]
 BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
+EmailsDep = Annotated[EmailIndex, Depends(get_emails)]
 
 __all__ = [
     "Admin",
@@ -162,6 +173,7 @@ __all__ = [
     "ArtifactsDep",
     "AudienceDep",
     "BatcherDep",
+    "EmailsDep",
     "NowDep",
     "RecommenderDep",
     "ScoresDep",
@@ -171,6 +183,7 @@ __all__ = [
     "get_artifacts",
     "get_audience",
     "get_batcher",
+    "get_emails",
     "get_now",
     "get_recommender",
     "get_scores",

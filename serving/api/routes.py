@@ -11,11 +11,12 @@ from serving.api.routers import (
     events,
     health,
     metrics,
+    recipients,
     recommendations,
 )
 
 api_router = APIRouter()
-for _module in (health, customers, recommendations, events, audiences, admin, metrics):
+for _module in (health, customers, recipients, recommendations, events, audiences, admin, metrics):
     api_router.include_router(_module.router)
 
 __all__ = ["api_router"]

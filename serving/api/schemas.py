@@ -144,6 +144,14 @@ class RecipientRecommendations(_Out):
         return out
 
 
+class EmailRecommendations(RecipientRecommendations):
+    """Recommendations for a recipient looked up by e-mail address; ``customer_id`` is
+    ``null`` when no (non-erased) customer has the address (then ``reason`` is
+    ``unknown_customer`` on a channel that needs consent, else the popular fallback)."""
+
+    customer_id: str | None  # type: ignore[assignment]
+
+
 class BatchRequest(_In):
     """Recipients of one placement, for an ESP at send time."""
 
@@ -272,6 +280,7 @@ __all__ = [
     "CustomerScores",
     "Event",
     "EventsRequest",
+    "EmailRecommendations",
     "Erasure",
     "EventsResponse",
     "Health",
