@@ -21,6 +21,7 @@ from serving.api.artifacts import load_artifacts
 from serving.api.batcher import MicroBatcher
 from serving.api.errors import install_error_handlers
 from serving.api.keys import KeyStore
+from serving.api.limits import install_limits
 from serving.api.metrics import LatencyHistogram, LatencyMiddleware
 from serving.api.reload import Reloader
 from serving.api.routes import api_router
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.batcher = MicroBatcher()
     app.include_router(api_router)
     install_error_handlers(app)
+    install_limits(app, settings)
     app.state.metrics = LatencyHistogram(_route_keys(app), settings.metrics_dir)
     app.add_middleware(LatencyMiddleware, histogram=app.state.metrics)
     return app

@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from klantbeeld.errors import ConfigError, KlantbeeldError, NotTrainedError
@@ -50,8 +50,18 @@ class ForbiddenError(KlantbeeldError):
     """A valid key without the scope the route needs."""
 
 
-class PayloadTooLargeError(KlantbeeldError):
-    """The request body is larger than the configured limit."""
+class PayloadTooLargeError(KlantbeeldError, HTTPException):
+    """The request body is larger than the configured limit.
+
+    Also an ``HTTPException``: FastAPI re-raises those when they occur while it reads the
+    body (any other error there becomes its own 400), so the 413 handler gets it.
+    """
+
+    def __init__(self, message: str) -> None:
+        HTTPException.__init__(self, status_code=413, detail=message)
+
+    def __str__(self) -> str:
+        return str(self.detail)
 
 
 #: (error class, HTTP status, ``type`` in the body), most specific first.
