@@ -2,63 +2,58 @@
 
 :class:`serving.api.audience.AudienceIndex` holds the consent flags of the customer table
 as loaded at startup. A ``consent_update`` posted to ``/v1/events`` and an erasure
-(``DELETE /v1/customers/{id}``) must count for the very next export, so the audience
-route passes the members through :func:`online_members`, which reads both from the state
-store (all workers write the same SQLite file).
+(``DELETE /v1/customers/{id}``) must count for the very next export, so every audience
+route first passes its index through :func:`online_audience`, which reads both from the
+state store (all workers write the same SQLite file) and returns an index whose consent
+flags are the current ones -- erased customers without any consent, so they are never
+members of any audience, hashed or not.
 """
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
-from serving.api.audience import CONSENT_COLUMNS, AudienceIndex, Consent
+from serving.api.audience import CONSENT_COLUMNS, AudienceIndex
 from serving.state import OnlineStateStore
 
 
-def online_members(
-    audience: AudienceIndex,
-    model: str,
-    min_score: float,
-    consent: Consent,
-    state: OnlineStateStore,
-) -> np.ndarray:
-    """Rows (sorted-id order) with ``score >= min_score`` and ``consent`` as it is now.
+def online_audience(audience: AudienceIndex, state: OnlineStateStore) -> AudienceIndex:
+    """``audience`` with online consent and erasures applied (itself when there are none).
 
     Parameters
     ----------
     audience : AudienceIndex
-    model : str
-        Scored model.
-    min_score : float
-        Probability threshold (inclusive).
-    consent : {"ads", "email"}
     state : OnlineStateStore
-        Online consent (the latest per channel wins over the customer table) and the
-        erasure list (erased customers are never members).
+        Online consent (per channel, the latest update wins over the customer table) and
+        the erasure list.
 
     Returns
     -------
-    ndarray of int64
+    AudienceIndex
+        A shallow copy with copied consent arrays, or ``audience`` unchanged.
     """
     overrides = state.consent_overrides()
     erased = state.erased()
     if not overrides and not erased:
-        return audience.members(model, min_score, consent)
-    col = CONSENT_COLUMNS[consent]
-    flags = audience.consent[consent].copy()
-    given = [(cid, getattr(o, col)) for cid, o in overrides.items() if getattr(o, col) is not None]
-    if given:
-        rows = audience.scores.positions([cid for cid, _ in given])
-        values = np.array([v for _, v in given], dtype=bool)
-        known = rows >= 0
-        flags[rows[known]] = values[known]
-    if erased:
-        rows = audience.scores.positions(sorted(erased))
-        flags[rows[rows >= 0]] = False
-    score = audience.scores.score_array(model)
-    with np.errstate(invalid="ignore"):
-        keep = (score >= min_score) & flags
-    return np.flatnonzero(keep)
+        return audience
+    consent: dict[str, np.ndarray] = {}
+    for key, col in CONSENT_COLUMNS.items():
+        flags = audience.consent[key].copy()
+        given = [(cid, getattr(o, col)) for cid, o in overrides.items()]
+        given = [(cid, v) for cid, v in given if v is not None]
+        if given:
+            rows = audience.scores.positions([cid for cid, _ in given])
+            values = np.array([v for _, v in given], dtype=bool)
+            flags[rows[rows >= 0]] = values[rows >= 0]
+        if erased:
+            rows = audience.scores.positions(sorted(erased))
+            flags[rows[rows >= 0]] = False
+        consent[key] = flags
+    view = copy.copy(audience)
+    view.consent = consent
+    return view
 
 
-__all__ = ["online_members"]
+__all__ = ["online_audience"]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
 from serving.api.audience import Consent
-from serving.api.audience_online import online_members
+from serving.api.audience_online import online_audience
 from serving.api.deps import AudienceDep, AudiencesExport, StateDep
 from serving.api.errors import NotFoundError
 
@@ -37,7 +37,8 @@ async def audience(
     if model not in audience.scores.models:
         known = ", ".join(audience.scores.models)
         raise NotFoundError(f"no scores for model {model!r}; scored models: {known}")
-    rows = online_members(audience, model, min_score, consent, state)
+    audience = online_audience(audience, state)
+    rows = audience.members(model, min_score, consent)
     name = f"audience-{model}-{consent}{'-hashed' if hashed else ''}.csv"
     return StreamingResponse(
         audience.csv_lines(rows, hashed),
