@@ -77,7 +77,7 @@ bench: install
 	$(PY) -m bench.train
 	$(PY) -m bench.recommend
 	$(PY) -m bench.movielens
-	$(PY) -m bench.api
+	$(PY) -m bench.serve
 
 PUBLIC_DATA ?= $(HOME)/.cache/klantbeeld/public
 FETCH_PUBLIC ?= ../shared/data/fetch-public-data.sh
