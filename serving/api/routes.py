@@ -14,9 +14,10 @@ from serving.api.routers import (
     recipients,
     recommendations,
 )
+from serving.api.schemas import ERROR_RESPONSES
 
 api_router = APIRouter()
 for _module in (health, customers, recipients, recommendations, events, audiences, admin, metrics):
-    api_router.include_router(_module.router)
+    api_router.include_router(_module.router, responses=ERROR_RESPONSES)
 
 __all__ = ["api_router"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -33,6 +33,34 @@ class _Out(BaseModel):
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# -- errors --------------------------------------------------------------------------------
+class ErrorBody(_Out):
+    """Every error: ``detail`` a message and ``type`` its kind (see docs/api.md); FastAPI's
+    own 422 for a field out of bounds carries a list of field errors instead."""
+
+    detail: str | list[dict[str, Any]]
+    type: str | None = Field(
+        None,
+        description="unauthorized, forbidden, not_found, payload_too_large, "
+        "invalid_argument, not_available, internal_error",
+    )
+
+
+#: Error responses documented on every route (OpenAPI).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (401, "No X-API-Key, or an unknown or revoked key."),
+        (403, "The key lacks the route's scope."),
+        (404, "Unknown customer or model."),
+        (413, "Request body too large."),
+        (422, "A parameter or body field out of bounds, or an unusable argument."),
+        (500, "Internal error (generic body; the cause is in the server log)."),
+        (503, "An artifact the route needs is not loaded."),
+    )
+}
 
 
 # -- health --------------------------------------------------------------------------------
@@ -280,7 +308,9 @@ __all__ = [
     "CustomerScores",
     "Event",
     "EventsRequest",
+    "ERROR_RESPONSES",
     "EmailRecommendations",
+    "ErrorBody",
     "Erasure",
     "EventsResponse",
     "Health",
