@@ -288,6 +288,32 @@ def server_quantiles(before: np.ndarray, after: np.ndarray) -> dict:
     return out
 
 
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM the server's process group; SIGKILL it after 15 s."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+
+
+def server_command(port: int, workers: int) -> list[str]:
+    """``python -m serving.api`` on the loopback ``port`` with ``workers`` processes."""
+    return [
+        sys.executable,
+        "-m",
+        "serving.api",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
+
+
 async def run(args: argparse.Namespace, env: dict[str, str]) -> dict:
     import pandas as pd
 
@@ -297,19 +323,7 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict:
     rng = random.Random(args.seed)
     all_ids = ids["customer_id"].astype(str).tolist()
     consent = ids.loc[ids["consent_email"], "customer_id"].astype(str).tolist()
-    cmd = [
-        sys.executable,
-        "-m",
-        "serving.api",
-        "--host",
-        HOST,
-        "--port",
-        str(args.port),
-        "--workers",
-        str(args.workers),
-        "--log-level",
-        "warning",
-    ]
+    cmd = server_command(args.port, args.workers)
     code = (args.code or ROOT).resolve()
     server = subprocess.Popen(
         cmd, cwd=code, env={**env, "PYTHONPATH": str(code)}, start_new_session=True
@@ -373,12 +387,26 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict:
         }
         print("batch_1000", json.dumps(results["batch_1000"]), flush=True)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
     return results
+
+
+def prepared_env(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, str]:
+    """The server's environment from ``--home/--data`` or a generated shop; installs
+    uvloop for the client when available."""
+    if args.home is not None:
+        if args.data is None:
+            parser.error("--home needs --data (the shop the home was trained on)")
+        env = prepare_existing(args.root, args.home, args.data)
+    else:
+        env = prepare(args.root, args.customers, args.seed)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return env
 
 
 def main() -> None:
@@ -413,18 +441,7 @@ def main() -> None:
         p.error("rate * seconds must be in 1..100,000 requests")
     if args.port == 0:
         args.port = free_port()
-    if args.home is not None:
-        if args.data is None:
-            p.error("--home needs --data (the shop the home was trained on)")
-        env = prepare_existing(args.root, args.home, args.data)
-    else:
-        env = prepare(args.root, args.customers, args.seed)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    env = prepared_env(args, p)
     results = asyncio.run(run(args, env))
     out = args.root / f"result-{'baseline' if args.code else 'current'}.json"
     out.write_text(json.dumps(results, indent=1))

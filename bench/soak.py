@@ -18,17 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 import bench.serve as serve_bench
-from bench.serve import HOST, ROOT, fixed_rate, free_port, prepare, prepare_existing, wait_ready
+from bench.serve import (
+    ROOT,
+    fixed_rate,
+    free_port,
+    prepared_env,
+    server_command,
+    stop_server,
+    wait_ready,
+)
 
 
 def worker_rss_mb(server_pid: int) -> dict[int, float]:
@@ -58,19 +63,7 @@ async def soak(args: argparse.Namespace, env: dict[str, str]) -> dict:
     for _ in range(5000):
         paths.append(f"/v1/customers/{rng.choice(all_ids)}/scores")
         paths.append(f"/v1/customers/{rng.choice(consent)}/recommendations?placement=newsletter")
-    cmd = [
-        sys.executable,
-        "-m",
-        "serving.api",
-        "--host",
-        HOST,
-        "--port",
-        str(args.port),
-        "--workers",
-        "2",
-        "--log-level",
-        "warning",
-    ]
+    cmd = server_command(args.port, 2)
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     slices = []
     try:
@@ -95,11 +88,7 @@ async def soak(args: argparse.Namespace, env: dict[str, str]) -> dict:
             slices.append(row)
             print(json.dumps(row), flush=True)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
     end_rss = slices[-1]["rss_mb"] if slices else {}
     growth = max((end_rss.get(p, 0.0) - v for p, v in start_rss.items()), default=0.0)
     return {
@@ -128,18 +117,7 @@ def main() -> None:
     if not 1 <= args.minutes <= 60 or not 1 <= args.rate <= 2000:
         p.error("--minutes must be in 1..60 and --rate in 1..2000")
     args.port = free_port()
-    if args.home is not None:
-        if args.data is None:
-            p.error("--home needs --data")
-        env = prepare_existing(args.root, args.home, args.data)
-    else:
-        env = prepare(args.root, args.customers, args.seed)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    env = prepared_env(args, p)
     result = asyncio.run(soak(args, env))
     summary = {k: v for k, v in result.items() if k != "slices"}
     print("summary", json.dumps(summary), flush=True)
