@@ -63,11 +63,11 @@ demo: demo-data demo-features demo-train demo-score
 	@KEY=$$($(KB) keys create --scopes scores:read,recommendations:read,events:write,audiences:export,admin --label demo | tail -n 1); \
 	echo "Demo API key (all scopes): $$KEY"; echo "Run first: export KEY=$$KEY"
 	@echo "Starting the API on http://127.0.0.1:$(API_PORT) (Ctrl-C stops it). Try:"
-	@echo "  curl -s localhost:$(API_PORT)/health"
+	@echo "  curl -s localhost:$(API_PORT)/health; curl -s localhost:$(API_PORT)/v1/ready"
 	@echo "  curl -s -H \"X-API-Key: \$$KEY\" localhost:$(API_PORT)/v1/customers/C0000001/scores"
 	@echo "  curl -s -H \"X-API-Key: \$$KEY\" 'localhost:$(API_PORT)/v1/customers/C0000001/recommendations?placement=newsletter&n=4'"
 	@echo "  curl -s -H \"X-API-Key: \$$KEY\" -X POST localhost:$(API_PORT)/v1/recommendations/batch -H 'content-type: application/json' -d '{\"placement\":\"newsletter\",\"customer_ids\":[\"C0000001\",\"C0000002\"]}'"
-	@echo "  curl -s -H \"X-API-Key: \$$KEY\" -X POST localhost:$(API_PORT)/v1/events -H 'content-type: application/json' -d '{\"events\":[{\"type\":\"purchase\",\"customer_id\":\"C0000001\",\"item_id\":\"I00104\"}]}'"
+	@echo "  curl -s -H \"X-API-Key: \$$KEY\" -X POST localhost:$(API_PORT)/v1/events -H 'content-type: application/json' -d '{\"events\":[{\"event_id\":\"demo-1\",\"event_type\":\"purchase\",\"customer_id\":\"C0000001\",\"item_id\":\"I00104\"}]}'"
 	@echo "  curl -s -H \"X-API-Key: \$$KEY\" 'localhost:$(API_PORT)/v1/audiences/churn?min_score=0.5&consent=ads&hashed=true' | head"
 	@echo "  curl -s -H \"X-API-Key: \$$KEY\" localhost:$(API_PORT)/metrics | grep recommendations"
 	$(KB) serve --data $(HOME_DIR)/demo-shop --port $(API_PORT) --workers 2
@@ -77,7 +77,7 @@ bench: install
 	$(PY) -m bench.train
 	$(PY) -m bench.recommend
 	$(PY) -m bench.movielens
-	$(PY) -m bench.api
+	$(PY) -m bench.serve
 
 PUBLIC_DATA ?= $(HOME)/.cache/klantbeeld/public
 FETCH_PUBLIC ?= ../shared/data/fetch-public-data.sh

@@ -128,10 +128,33 @@ class Settings(BaseSettings):
         "network); by default it needs a key with the `admin` scope.",
     )
 
+    api_cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (CORS), e.g. "
+        '["https://crm.example.com"]; empty (default): CORS off, no CORS headers sent.',
+    )
+    api_max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Largest request body the API accepts, bytes; larger bodies get 413.",
+    )
+    api_reload_poll_s: float = Field(
+        2.0,
+        gt=0.0,
+        le=3600.0,
+        description="Seconds between a worker's checks for a reload asked of another "
+        "worker (`POST /v1/admin/reload`).",
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         if self.data_dir is not None and str(self.data_dir).strip() == "":
             raise ValueError("KLANTBEELD_DATA_DIR is set but empty")
+        if "*" in self.api_cors_origins:
+            raise ValueError(
+                "KLANTBEELD_API_CORS_ORIGINS may not contain '*': list the origins allowed"
+            )
         return self
 
     @property

@@ -43,6 +43,7 @@ from klantbeeld.errors import ConfigError
 from klantbeeld.settings import Settings
 from serving.context import RecContext, build_context, index_codes
 from serving.next_best_offer import CandidateModel, recommend_frame
+from serving.online_overrides import OnlineControls, consent_context
 from serving.placements import Placement, placements_from_settings
 from serving.rules import CONTENT_BLOCK, ELIGIBLE, N_ITEMS, RANK, REASON, SCORE, RuleResult
 from serving.state import SQLiteStateStore, StateStore
@@ -159,6 +160,8 @@ def export_recommendations(
         Fitted recommender (``NextBestOffers``); without it, popular fallback only.
     state : StateStore, optional
         Online state; default the SQLite file ``settings.resolved_state_file`` if it exists.
+        Customers it lists as erased are left out of the export entirely, and consent
+        changed through ``POST /v1/events`` counts as in the API.
     chunk_size : int
         Recipients per chunk (memory vs. overhead).
     include_not_eligible : bool
@@ -201,6 +204,11 @@ def export_recommendations(
         else np.asarray(read_customer_ids(Path(customers)), dtype=object)
     )
     ids = pd.unique(ids.astype(str))
+    if isinstance(state, OnlineControls):  # erasures and consent changed online count
+        erased = state.erased()
+        if erased:
+            ids = ids[~np.isin(ids, np.array(sorted(erased), dtype=object))]
+        context = consent_context(context, state.consent_overrides())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.{uuid.uuid4().hex}.tmp"

@@ -30,7 +30,15 @@ from serving.api.app import create_app
 from serving.api.artifacts import RecommendationService
 from serving.api.audience import AudienceIndex, normalise_email, normalise_phone
 from serving.api.batcher import MicroBatcher
-from serving.api.deps import get_audience, get_now, get_recommender, get_scores, get_state
+from serving.api.deps import (
+    get_audience,
+    get_emails,
+    get_now,
+    get_recommender,
+    get_scores,
+    get_state,
+)
+from serving.api.email_index import EmailIndex
 from serving.api.keys import SCOPES, KeyStore
 from serving.api.metrics import BUCKETS, LatencyHistogram
 from serving.api.scores import ScoreIndex
@@ -145,6 +153,7 @@ def world(tmp_path: Path):
             get_recommender: lambda: service,
             get_state: lambda: state,
             get_audience: lambda: audience,
+            get_emails: lambda: EmailIndex(CUSTOMERS),
             get_now: clock,
         }
     )
@@ -389,7 +398,7 @@ def test_posted_purchase_of_a_durable_removes_it_at_once_and_for_good(world):
         json={
             "events": [
                 {
-                    "type": "purchase",
+                    "event_type": "purchase",
                     "customer_id": "C1",
                     "item_id": "I1",
                     "ts": "2026-11-01T09:30:00+01:00",
@@ -397,7 +406,7 @@ def test_posted_purchase_of_a_durable_removes_it_at_once_and_for_good(world):
             ]
         },
     )
-    assert r.status_code == 200 and r.json() == {"purchases": 1, "sends": 0}
+    assert r.status_code == 200 and (r.json()["purchases"], r.json()["sends"]) == (1, 0)
     assert _items(_recs(client, "C1")) == ["I2", "I3", "I4", "I5"]
     clock.now = NOW + timedelta(days=400)
     assert "I1" not in _items(_recs(client, "C1", n=8))
@@ -409,11 +418,16 @@ def test_posted_send_removes_the_item_for_seven_days(world):
         "/v1/events",
         json={
             "events": [
-                {"type": "send", "customer_id": "C1", "item_id": "I2", "placement": "newsletter"}
+                {
+                    "event_type": "send",
+                    "customer_id": "C1",
+                    "item_id": "I2",
+                    "placement": "newsletter",
+                }
             ]
         },
     )
-    assert r.json() == {"purchases": 0, "sends": 1}  # stamped with the clock: NOW
+    assert (r.json()["purchases"], r.json()["sends"]) == (0, 1)  # stamped with the clock: NOW
     clock.now = NOW + timedelta(days=6, hours=23)
     assert _items(_recs(client, "C1")) == ["I1", "I3", "I4", "I5"]
     clock.now = NOW + timedelta(days=7, hours=1)
@@ -425,11 +439,12 @@ def test_bad_events_are_422_and_nothing_is_stored(world):
     client, _, state = world
     bad = {
         "events": [
-            {"type": "purchase", "customer_id": "C1", "item_id": "I3"},
-            {"type": "refund", "customer_id": "C1", "item_id": "I4"},
+            {"event_type": "purchase", "customer_id": "C1", "item_id": "I3"},
+            {"event_type": "purchase", "customer_id": "C1"},  # no item_id
         ]
     }
-    assert client.post("/v1/events", json=bad).status_code == 422
+    r = client.post("/v1/events", json=bad)
+    assert r.status_code == 422 and "item_id" in r.text
     assert client.post("/v1/events", json={"events": []}).status_code == 422
     assert len(state.recent_purchases(NOW - timedelta(days=365))) == 0
 
@@ -551,26 +566,34 @@ def served(tmp_path_factory):
     (settings.home / "scores").mkdir(parents=True)
     pq.write_table(table, settings.home / "scores" / "customer_scores_as_of=2026-10-01.parquet")
     with keyed_client(create_app(settings)) as client:  # no recommender yet
+        consented = customers.loc[customers[c.CONSENT_EMAIL], c.CUSTOMER_ID].iloc[0]
         untrained = (
             client.get("/health").json(),
-            client.get(f"/v1/customers/{ids[0]}/recommendations"),
+            client.get(f"/v1/customers/{consented}/recommendations"),
+            client.get("/v1/ready"),
         )
     train_recommender(settings, log_to_mlflow=False)
     return settings, customers, untrained
 
 
-def test_real_app_without_recommender_answers_503_for_recommendations(served):
-    _, _, (health, recs) = served
+def test_real_app_without_recommender_serves_flagged_fallbacks_and_is_not_ready(served):
+    _, _, (health, recs, ready) = served
     assert health["status"] == "degraded"
     assert health["components"]["scores"]["ok"] and health["components"]["audience"]["ok"]
     assert not health["components"]["recommender"]["ok"]
-    assert recs.status_code == 503 and "klantbeeld train recommender" in recs.json()["detail"]
+    assert ready.status_code == 503 and not ready.json()["ready"]
+    assert "klantbeeld train recommender" in ready.json()["problems"]["recommender"]
+    assert recs.status_code == 200, recs.text
+    body = recs.json()
+    assert body["fallback"] is True and body["eligible"]
+    assert body["items"] and all(i["reason"].startswith("popular_in:") for i in body["items"])
 
 
 def test_real_app_serves_scores_audience_and_recommendations(served):
     settings, customers, _ = served
     with keyed_client(create_app(settings)) as client:
         assert client.get("/health").json()["status"] == "ok"
+        assert client.get("/v1/ready").json() == {"ready": True, "problems": {}}
         ids = customers[c.CUSTOMER_ID].tolist()
         assert client.get(f"/v1/customers/{ids[299]}/scores").json()["scores"]["churn"][
             "score"
@@ -593,7 +616,7 @@ def test_real_app_serves_scores_audience_and_recommendations(served):
         first = _items(_recs(client, cid, n=6))[0]
         client.post(
             "/v1/events",
-            json={"events": [{"type": "purchase", "customer_id": cid, "item_id": first}]},
+            json={"events": [{"event_type": "purchase", "customer_id": cid, "item_id": first}]},
         )
         assert first not in _items(_recs(client, cid, n=6))
 

@@ -8,6 +8,7 @@ result in ``app.state.artifacts``. Routes reach it only through :mod:`serving.ap
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,9 @@ from serving.api.artifacts import load_artifacts
 from serving.api.batcher import MicroBatcher
 from serving.api.errors import install_error_handlers
 from serving.api.keys import KeyStore
+from serving.api.limits import install_limits
 from serving.api.metrics import LatencyHistogram, LatencyMiddleware
+from serving.api.reload import Reloader
 from serving.api.routes import api_router
 
 log = logging.getLogger(__name__)
@@ -48,9 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.artifacts = load_artifacts(settings)
+        app.state.reloader = Reloader(app.state, settings)
+        watch = asyncio.create_task(app.state.reloader.watch(settings.api_reload_poll_s))
         try:
             yield
         finally:
+            await Reloader.stop(watch)
             await app.state.batcher.close()
 
     app = FastAPI(
@@ -64,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.batcher = MicroBatcher()
     app.include_router(api_router)
     install_error_handlers(app)
+    install_limits(app, settings)
     app.state.metrics = LatencyHistogram(_route_keys(app), settings.metrics_dir)
     app.add_middleware(LatencyMiddleware, histogram=app.state.metrics)
     return app

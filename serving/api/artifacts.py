@@ -4,8 +4,11 @@
 the rule context built from the shop, the served recommender (``NextBestOffers``, arrays
 memory-mapped), the placements config, the online state store and the audience index.
 A missing piece (no scores yet, no trained recommender, no shop) does not stop the service:
-it is recorded in :attr:`Artifacts.problems`, ``GET /health`` reports it and the routes that
-need it answer 503 with the reason. A broken placements file does stop it.
+it is recorded in :attr:`Artifacts.problems`, ``GET /health`` reports it, ``GET /v1/ready``
+answers 503 with the reason and the routes that need it answer 503 too -- except
+recommendations, which without a loaded recommender (missing or corrupt) serve every
+recipient the placement's popular fallback, flagged ``fallback: true``. A corrupt
+artifact never stops the service; a broken placements file does (a configuration error).
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from features import contract as c
 from klantbeeld.errors import DataContractError, KlantbeeldError, NotTrainedError
 from klantbeeld.settings import Settings
 from serving.api.audience import AudienceIndex
+from serving.api.email_index import EmailIndex
 from serving.api.scores import ScoreIndex, latest_scores_file
 from serving.api.state_reader import FastStateReader
 from serving.context import RecContext
 from serving.next_best_offer import CandidateModel, RecipientResult, recommend_for
+from serving.online_overrides import online_view
 from serving.placements import Placement, PlacementConfig, placements_from_settings
-from serving.state import SQLiteStateStore, StateStore
+from serving.state import OnlineStateStore, SQLiteStateStore
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +62,7 @@ class RecommendationService:
         context: RecContext,
         model: CandidateModel | None,
         placements: PlacementConfig,
-        state: StateStore | None,
+        state: OnlineStateStore | None,
     ) -> None:
         self.context = context
         self.model = model
@@ -95,16 +100,20 @@ class RecommendationService:
 
         Unknown customers and customers without history get the popular fallback, or a
         not-eligible result (``unknown_customer``, ``no_email_consent``, ...) when the
-        channel needs consent -- never an error.
+        channel needs consent -- never an error. Consent changed through
+        ``POST /v1/events`` counts at once, and an erased customer is answered as an
+        unknown one (:func:`serving.online_overrides.online_view`).
         """
-        return recommend_for(
-            customer_ids,
+        view = online_view(customer_ids, self.context, self.state)
+        results = recommend_for(
+            view.customer_ids,
             self.placement(placement, n),
-            context=self.context,
+            context=view.context,
             model=self.model,
             state=self.state,
             now=now,
         )
+        return view.restore(results)
 
     def record_sends(
         self, results: Sequence[RecipientResult], placement: str, now: datetime
@@ -129,10 +138,12 @@ class Artifacts:
     ----------
     settings : Settings
     placements : PlacementConfig
-    state : StateStore
+    state : OnlineStateStore
     scores : ScoreIndex or None
     recommender : RecommendationService or None
     audience : AudienceIndex or None
+    emails : EmailIndex or None
+        Hashed e-mail address -> customer id (from the shop's customer table).
     problems : dict of str to str
         Component (``scores``, ``shop``, ``recommender``, ``audience``) -> why it is missing.
     loaded_in_s : float
@@ -141,10 +152,11 @@ class Artifacts:
 
     settings: Settings
     placements: PlacementConfig
-    state: StateStore
+    state: OnlineStateStore
     scores: ScoreIndex | None = None
     recommender: RecommendationService | None = None
     audience: AudienceIndex | None = None
+    emails: EmailIndex | None = None
     problems: dict[str, str] = field(default_factory=dict)
     loaded_in_s: float = 0.0
 
@@ -180,6 +192,8 @@ def load_artifacts(settings: Settings) -> Artifacts:
         art.scores = ScoreIndex.open(latest_scores_file(settings), settings.home / "cache")
     except (KlantbeeldError, OSError) as exc:
         art.problems[SCORES] = str(exc)
+    except Exception as exc:  # a corrupt file: serve without it, never crash at start-up
+        art.problems[SCORES] = _unreadable("scores file", exc)
 
     customers: pd.DataFrame | None = None
     context: RecContext | None = None
@@ -192,6 +206,7 @@ def load_artifacts(settings: Settings) -> Artifacts:
         )
         cols = [col for col in _AUDIENCE_COLUMNS if col in shop.customers.columns]
         customers = shop.customers.select(cols).to_pandas()
+        art.emails = EmailIndex(customers)
         context = build_context(shop)
     except DataContractError as exc:  # its examples may hold personal data: count only
         what = "; ".join(
@@ -200,6 +215,8 @@ def load_artifacts(settings: Settings) -> Artifacts:
         art.problems[SHOP] = f"data in {exc.source} break the data contract: {what}"
     except (KlantbeeldError, OSError) as exc:
         art.problems[SHOP] = str(exc)
+    except Exception as exc:
+        art.problems[SHOP] = _unreadable("shop data", exc, quote=False)
 
     model = None
     try:
@@ -208,7 +225,10 @@ def load_artifacts(settings: Settings) -> Artifacts:
         model = load_next_best_offers(settings)
     except (KlantbeeldError, OSError) as exc:
         art.problems[RECOMMENDER] = str(exc)
-    if context is not None and model is not None:
+    except Exception as exc:
+        art.problems[RECOMMENDER] = _unreadable("recommender artifact", exc)
+    if context is not None:
+        # without a model every recipient gets the placement's popular fallback (flagged)
         art.recommender = RecommendationService(context, model, placements, state)
     elif RECOMMENDER not in art.problems:
         art.problems[RECOMMENDER] = "no rule context: " + art.problems.get(SHOP, "")
@@ -225,6 +245,17 @@ def load_artifacts(settings: Settings) -> Artifacts:
         sorted(art.problems) or "none",
     )
     return art
+
+
+def _unreadable(what: str, exc: Exception, quote: bool = True) -> str:
+    """Reason for an artifact that raised an unexpected error while loading.
+
+    ``quote=False`` leaves the error's message out (shop data may hold personal data);
+    it goes to the log either way only as the error class.
+    """
+    log.error("%s could not be loaded: %s", what, type(exc).__name__)
+    text = f"{what} unreadable ({type(exc).__name__}"
+    return text + (f": {exc})" if quote else "; see the data and the server log)")
 
 
 __all__ = ["Artifacts", "RecommendationService", "load_artifacts"]

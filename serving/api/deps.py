@@ -19,15 +19,17 @@ from serving.api.artifacts import (
     AUDIENCE,
     RECOMMENDER,
     SCORES,
+    SHOP,
     Artifacts,
     RecommendationService,
 )
 from serving.api.audience import AudienceIndex
 from serving.api.batcher import MicroBatcher
+from serving.api.email_index import EmailIndex
 from serving.api.errors import ForbiddenError, UnauthorizedError
 from serving.api.keys import KeyStore
 from serving.api.scores import ScoreIndex
-from serving.state import StateStore
+from serving.state import OnlineStateStore
 
 
 async def get_artifacts(request: Request) -> Artifacts:
@@ -55,14 +57,15 @@ async def get_scores(art: ArtifactsDep) -> ScoreIndex:
 
 
 async def get_recommender(art: ArtifactsDep) -> RecommendationService:
-    """Next-best-offers service; 503 without a trained recommender or shop."""
-    art.require(RECOMMENDER)
+    """Next-best-offers service; 503 without a shop (rule context). Without a trained
+    recommender it serves the placements' popular fallback (``model is None``)."""
     if art.recommender is None:
+        art.require(RECOMMENDER)
         raise NotTrainedError("recommender not loaded")
     return art.recommender
 
 
-async def get_state(art: ArtifactsDep) -> StateStore:
+async def get_state(art: ArtifactsDep) -> OnlineStateStore:
     """Online state store (sends, purchases)."""
     return art.state
 
@@ -73,6 +76,14 @@ async def get_audience(art: ArtifactsDep) -> AudienceIndex:
     if art.audience is None:
         raise NotTrainedError("audience index not loaded")
     return art.audience
+
+
+async def get_emails(art: ArtifactsDep) -> EmailIndex:
+    """E-mail -> customer id index; 503 without the shop's customer table."""
+    if art.emails is None:
+        art.require(SHOP)
+        raise NotTrainedError("customer table not loaded")
+    return art.emails
 
 
 async def get_batcher(request: Request) -> MicroBatcher:
@@ -143,10 +154,11 @@ async def get_now() -> datetime:
 SettingsDep = Annotated[Settings, Depends(get_api_settings)]
 ScoresDep = Annotated[ScoreIndex, Depends(get_scores)]
 RecommenderDep = Annotated[RecommendationService, Depends(get_recommender)]
-StateDep = Annotated[StateStore, Depends(get_state)]
+StateDep = Annotated[OnlineStateStore, Depends(get_state)]
 AudienceDep = Annotated[AudienceIndex, Depends(get_audience)]
 NowDep = Annotated[datetime, Depends(get_now)]
 BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
+EmailsDep = Annotated[EmailIndex, Depends(get_emails)]
 
 __all__ = [
     "Admin",
@@ -161,6 +173,7 @@ __all__ = [
     "ArtifactsDep",
     "AudienceDep",
     "BatcherDep",
+    "EmailsDep",
     "NowDep",
     "RecommenderDep",
     "ScoresDep",
@@ -170,6 +183,7 @@ __all__ = [
     "get_artifacts",
     "get_audience",
     "get_batcher",
+    "get_emails",
     "get_now",
     "get_recommender",
     "get_scores",

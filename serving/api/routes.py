@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.api.routers import audiences, customers, events, health, metrics, recommendations
+from serving.api.routers import (
+    admin,
+    audiences,
+    customers,
+    events,
+    health,
+    metrics,
+    recipients,
+    recommendations,
+)
+from serving.api.schemas import ERROR_RESPONSES
 
 api_router = APIRouter()
-for _module in (health, customers, recommendations, events, audiences, metrics):
-    api_router.include_router(_module.router)
+for _module in (health, customers, recipients, recommendations, events, audiences, admin, metrics):
+    api_router.include_router(_module.router, responses=ERROR_RESPONSES)
 
 __all__ = ["api_router"]

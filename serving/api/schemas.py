@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from serving.rules import POPULAR_IN
 
 #: Recipients per batch call (ARCHITECTURE §7: a batch of 1,000 in <= 250 ms).
 MAX_BATCH = 1_000
@@ -26,12 +35,58 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# -- errors --------------------------------------------------------------------------------
+class ErrorBody(_Out):
+    """Every error: ``detail`` a message and ``type`` its kind (see docs/api.md); FastAPI's
+    own 422 for a field out of bounds carries a list of field errors instead."""
+
+    detail: str | list[dict[str, Any]]
+    type: str | None = Field(
+        None,
+        description="unauthorized, forbidden, not_found, payload_too_large, "
+        "invalid_argument, not_available, internal_error",
+    )
+
+
+#: Error responses documented on every route (OpenAPI).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (401, "No X-API-Key, or an unknown or revoked key."),
+        (403, "The key lacks the route's scope."),
+        (404, "Unknown customer or model."),
+        (413, "Request body too large."),
+        (422, "A parameter or body field out of bounds, or an unusable argument."),
+        (500, "Internal error (generic body; the cause is in the server log)."),
+        (503, "An artifact the route needs is not loaded."),
+    )
+}
+
+
 # -- health --------------------------------------------------------------------------------
 class ComponentStatus(_Out):
     """One loaded artifact: ``ok`` and what it is, or why it is missing."""
 
     ok: bool
     detail: str
+
+
+class Ready(_Out):
+    """Readiness: ``ready`` only when every model and artifact is loaded."""
+
+    ready: bool
+    problems: dict[str, str] = Field(
+        default_factory=dict, description="Component -> why it is not loaded."
+    )
+
+
+class Reloaded(_Out):
+    """Result of ``POST /v1/admin/reload`` (this worker; the others follow)."""
+
+    ready: bool
+    problems: dict[str, str] = Field(default_factory=dict)
+    loaded_in_s: float = Field(ge=0.0, description="Seconds the new artifacts took to load.")
+    reloads: int = Field(ge=1, description="Reloads of this worker since it started.")
 
 
 class Health(_Out):
@@ -70,6 +125,14 @@ class CustomerScores(_Out):
     )
 
 
+class Erasure(_Out):
+    """Result of ``DELETE /v1/customers/{customer_id}``."""
+
+    customer_id: str
+    erased: bool = Field(description="The id is on the erasure list.")
+    rows_deleted: int = Field(ge=0, description="Rows deleted from the state store.")
+
+
 # -- recommendations -----------------------------------------------------------------------
 class RecommendedItem(_Out):
     """One item for a recipient, with the content fields a template needs."""
@@ -97,7 +160,30 @@ class RecipientRecommendations(_Out):
     eligible: bool
     reason: str | None = None
     content_block: str | None = None
+    fallback: bool = Field(
+        False,
+        description="True when the items are the placement's popular fallback, not "
+        "personalised: the recommender is not loaded (see GET /v1/ready) or the recipient "
+        "is unknown to it.",
+    )
     items: list[RecommendedItem] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, result: object, model_loaded: bool) -> RecipientRecommendations:
+        """From a :class:`serving.next_best_offer.RecipientResult`, with ``fallback`` set."""
+        out = cls.model_validate(result)
+        popular = bool(out.items) and all(i.reason.startswith(POPULAR_IN) for i in out.items)
+        if not model_loaded or popular:
+            out.fallback = True
+        return out
+
+
+class EmailRecommendations(RecipientRecommendations):
+    """Recommendations for a recipient looked up by e-mail address; ``customer_id`` is
+    ``null`` when no (non-erased) customer has the address (then ``reason`` is
+    ``unknown_customer`` on a channel that needs consent, else the popular fallback)."""
+
+    customer_id: str | None  # type: ignore[assignment]
 
 
 class BatchRequest(_In):
@@ -129,14 +215,60 @@ class BatchResponse(_Out):
 
 
 # -- events --------------------------------------------------------------------------------
-class Event(_In):
-    """A purchase or a send that must take effect at once."""
+Text = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+EventType = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+]
+#: Event types that need an ``item_id``.
+ITEM_EVENTS = ("purchase", "send")
 
-    type: Literal["purchase", "send"]
+
+class Event(_In):
+    """One event in the data contract's event columns (ARCHITECTURE §2), plus ``event_id``.
+
+    ``purchase`` excludes the item from the customer's next recommendations, ``send``
+    excludes it for the placement's ``exclude_sent_days``, ``consent_update`` (with
+    ``consent_email`` and/or ``consent_ads``) changes consent at once. Every other type
+    (``product_view``, ``email_click``, ...) is stored in the event log.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "order-981-line-1",
+                    "event_type": "purchase",
+                    "customer_id": "C1",
+                    "item_id": "I1",
+                    "ts": "2026-11-01T09:30:00+01:00",
+                    "quantity": 1,
+                    "value": 30.0,
+                    "order_id": "981",
+                },
+                {"event_type": "consent_update", "customer_id": "C1", "consent_email": False},
+            ]
+        },
+    )
+
+    event_id: Text | None = Field(
+        None, description="Idempotency key: an event with an id already stored is skipped."
+    )
+    event_type: EventType = Field(
+        description="purchase, send, consent_update, or any data-contract event type."
+    )
     customer_id: CustomerId
-    item_id: ItemId
     ts: datetime | None = Field(None, description="When (ISO 8601; naive = UTC); default now.")
-    placement: PlacementName | None = Field(None, description="Sends only: the placement.")
+    item_id: ItemId | None = Field(None, description="Required for purchase and send.")
+    quantity: float | None = Field(None, ge=0.0)
+    value: float | None = Field(None, description="Money, EUR.")
+    channel: Text | None = None
+    session_id: Text | None = None
+    campaign_id: Text | None = None
+    order_id: Text | None = None
+    placement: PlacementName | None = Field(None, description="Sends: the placement.")
+    consent_email: bool | None = Field(None, description="consent_update: e-mail consent.")
+    consent_ads: bool | None = Field(None, description="consent_update: ads consent.")
 
     @field_validator("ts")
     @classmethod
@@ -145,18 +277,34 @@ class Event(_In):
             v = v.astimezone(UTC).replace(tzinfo=None)
         return v
 
+    @model_validator(mode="after")
+    def _fields_of_the_type(self) -> Event:
+        if self.event_type in ITEM_EVENTS and self.item_id is None:
+            raise ValueError(f"item_id is required for event_type {self.event_type!r}")
+        has_consent = self.consent_email is not None or self.consent_ads is not None
+        if self.event_type == "consent_update" and not has_consent:
+            raise ValueError("consent_update needs consent_email and/or consent_ads")
+        if self.event_type != "consent_update" and has_consent:
+            raise ValueError("consent_email / consent_ads belong to event_type 'consent_update'")
+        return self
+
 
 class EventsRequest(_In):
-    """Up to 10,000 events, stored atomically (all or none)."""
+    """Up to 10,000 events, stored atomically (all or none) before the call answers."""
 
     events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
 class EventsResponse(_Out):
-    """Rows stored."""
+    """What was stored (``received = stored + duplicates + erased``)."""
 
+    received: int = Field(ge=0)
+    stored: int = Field(ge=0, description="Events newly written.")
+    duplicates: int = Field(ge=0, description="Skipped: their event_id was already stored.")
+    erased: int = Field(ge=0, description="Skipped: their customer was erased.")
     purchases: int = Field(ge=0)
     sends: int = Field(ge=0)
+    consent_updates: int = Field(ge=0)
 
 
 __all__ = [
@@ -166,8 +314,14 @@ __all__ = [
     "CustomerScores",
     "Event",
     "EventsRequest",
+    "ERROR_RESPONSES",
+    "EmailRecommendations",
+    "ErrorBody",
+    "Erasure",
     "EventsResponse",
     "Health",
+    "Ready",
+    "Reloaded",
     "MAX_BATCH",
     "MAX_EVENTS",
     "ModelScore",

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import pandas as pd
 
 from features import contract as c
-from serving.state import SQLiteStateStore
+from serving.state import ConsentOverride, EventCounts, SQLiteStateStore, consent_rows
 
 _SEND_COLS = (c.CUSTOMER_ID, c.ITEM_ID, c.PLACEMENT, c.TS)
 _PURCHASE_COLS = (c.CUSTOMER_ID, c.ITEM_ID, c.TS)
@@ -72,6 +72,38 @@ class FastStateReader:
     def record_purchases(self, purchases: pd.DataFrame) -> int:
         """Store purchases (see :meth:`SQLiteStateStore.record_purchases`)."""
         return self.store.record_purchases(purchases)
+
+    def record_events(
+        self, events: Sequence[Mapping[str, object]], received_at: datetime
+    ) -> EventCounts:
+        """Store posted events (see :meth:`SQLiteStateStore.record_events`)."""
+        return self.store.record_events(events, received_at)
+
+    def erase_customer(self, customer_id: str, erased_at: datetime) -> int:
+        """Erase a customer (see :meth:`SQLiteStateStore.erase_customer`)."""
+        return self.store.erase_customer(customer_id, erased_at)
+
+    def _few(self, query: str, customer_ids: Sequence[str]) -> list[tuple]:
+        ids = [str(x) for x in dict.fromkeys(customer_ids)]
+        if not ids:
+            return []
+        q = f"{query} WHERE {c.CUSTOMER_ID} IN ({', '.join('?' * len(ids))})"
+        return self._con().execute(q, ids).fetchall()
+
+    def erased(self, customer_ids: Sequence[str] | None = None) -> set[str]:
+        """Erased customers among ``customer_ids`` (None: all of them)."""
+        if customer_ids is None or len(customer_ids) > _FAST_MAX_IDS:
+            return self.store.erased(customer_ids)
+        return {r[0] for r in self._few(f"SELECT {c.CUSTOMER_ID} FROM erased", customer_ids)}
+
+    def consent_overrides(
+        self, customer_ids: Sequence[str] | None = None
+    ) -> dict[str, ConsentOverride]:
+        """Consent recorded online, per customer (None: all); see the wrapped store."""
+        if customer_ids is None or len(customer_ids) > _FAST_MAX_IDS:
+            return self.store.consent_overrides(customer_ids)
+        q = f"SELECT {c.CUSTOMER_ID}, {c.CONSENT_EMAIL}, {c.CONSENT_ADS} FROM consent"
+        return consent_rows(self._few(q, customer_ids))
 
     def _select(
         self,

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
 from serving.api.audience import Consent
-from serving.api.deps import AudienceDep, AudiencesExport
+from serving.api.audience_online import online_audience
+from serving.api.deps import AudienceDep, AudiencesExport, StateDep
 from serving.api.errors import NotFoundError
 
 router = APIRouter(prefix="/v1/audiences", tags=["audiences"])
@@ -19,12 +20,14 @@ async def audience(
     model: Annotated[str, Path(min_length=1, max_length=64)],
     _auth: AudiencesExport,
     audience: AudienceDep,
+    state: StateDep,
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.5,
     consent: Consent = "ads",
     hashed: bool = False,
 ):
     """Customers whose ``model`` score is at least ``min_score`` and who gave ``consent``
-    (``ads`` or ``email``): no consent, no membership.
+    (``ads`` or ``email``): no consent, no membership. Consent changed through
+    ``POST /v1/events`` counts at once; erased customers are never members.
 
     CSV, streamed: ``customer_id`` per line, or with ``hashed=true`` ``email_sha256,
     phone_sha256`` (SHA-256 of the trimmed lower-cased e-mail and of the E.164 phone;
@@ -34,6 +37,7 @@ async def audience(
     if model not in audience.scores.models:
         known = ", ".join(audience.scores.models)
         raise NotFoundError(f"no scores for model {model!r}; scored models: {known}")
+    audience = online_audience(audience, state)
     rows = audience.members(model, min_score, consent)
     name = f"audience-{model}-{consent}{'-hashed' if hashed else ''}.csv"
     return StreamingResponse(

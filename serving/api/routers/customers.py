@@ -7,18 +7,21 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from serving.api.deps import (
+    Admin,
     BatcherDep,
     NowDep,
     RecommendationsRead,
     RecommenderDep,
     ScoresDep,
     ScoresRead,
+    StateDep,
 )
 from serving.api.errors import NotFoundError
 from serving.api.responses import json_response
 from serving.api.schemas import (
     MAX_ITEMS,
     CustomerScores,
+    Erasure,
     ModelScore,
     RecipientRecommendations,
 )
@@ -29,13 +32,15 @@ CustomerIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 @router.get("/{customer_id}/scores", response_model=CustomerScores)
-async def customer_scores(customer_id: CustomerIdPath, _auth: ScoresRead, scores: ScoresDep):
+async def customer_scores(
+    customer_id: CustomerIdPath, _auth: ScoresRead, scores: ScoresDep, state: StateDep
+):
     """Every model's calibrated score, model version and top-3 explanations.
 
-    404 when the customer is not in the latest batch scores.
+    404 when the customer is not in the latest batch scores, or was erased.
     """
     row = scores.position(customer_id)
-    if row < 0:
+    if row < 0 or state.erased([customer_id]):
         raise NotFoundError(f"customer {customer_id!r} has no scores (as_of {scores.as_of})")
     out = {
         s.model: ModelScore(
@@ -65,4 +70,21 @@ async def customer_recommendations(
     Concurrent requests are computed together (:mod:`serving.api.batcher`).
     """
     result = await batcher.recommend(recommender, customer_id, placement, n, now)
-    return json_response(RecipientRecommendations.model_validate(result))
+    return json_response(RecipientRecommendations.of(result, recommender.model is not None))
+
+
+@router.delete("/{customer_id}", response_model=Erasure)
+def erase_customer(customer_id: CustomerIdPath, _auth: Admin, state: StateDep, now: NowDep):
+    """Erasure (GDPR/AVG art. 17): remove the customer from every store the service controls.
+
+    Deletes the customer's events, purchases, sends and online consent from the state
+    store and puts the id on its erasure list, which every later answer consults: scores
+    answer 404, recommendations give the unknown-recipient result (popular fallback, or
+    ``unknown_customer`` on a channel that needs consent), audience exports and the
+    e-mail look-up leave the customer out, and events posted for the id are not stored.
+    The batch inputs (the CDP's customer table, the scores file) are the CDP's to erase;
+    the list keeps the customer out of everything served from them until then. Repeating
+    the call is harmless (``rows_deleted`` 0). Runs in the thread pool (SQLite write).
+    """
+    n = state.erase_customer(customer_id, now)
+    return json_response(Erasure(customer_id=customer_id, erased=True, rows_deleted=n))

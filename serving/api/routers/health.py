@@ -1,4 +1,5 @@
-"""``GET /v1/health`` (and ``/health``): which artifacts are loaded; open, no API key."""
+"""``GET /v1/health`` (and ``/health``): liveness and which artifacts are loaded;
+``GET /v1/ready``: readiness (200 only when every model is loaded). Both open, no API key."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from fastapi import APIRouter
 from serving.api.artifacts import AUDIENCE, RECOMMENDER, SCORES, SHOP
 from serving.api.deps import ArtifactsDep
 from serving.api.responses import json_response
-from serving.api.schemas import ComponentStatus, Health
+from serving.api.schemas import ComponentStatus, Health, Ready
 
 router = APIRouter(tags=["health"])
 
@@ -34,10 +35,24 @@ async def health(art: ArtifactsDep):
             detail=f"context as of {ctx.now:%Y-%m-%d %H:%M}, {len(ctx.customer_index)} "
             f"customers, {ctx.n_items} items",
         )
-        comps[RECOMMENDER] = ComponentStatus(
-            ok=True, detail=f"placements {', '.join(art.placements.names)}"
-        )
+        if art.recommender.model is not None:
+            comps[RECOMMENDER] = ComponentStatus(
+                ok=True, detail=f"placements {', '.join(art.placements.names)}"
+            )
     if art.audience is not None:
         comps[AUDIENCE] = ComponentStatus(ok=True, detail="consent and hashed identifiers")
     status = "ok" if all(c.ok for c in comps.values()) else "degraded"
     return json_response(Health(status=status, components=comps))
+
+
+@router.get(
+    "/v1/ready",
+    response_model=Ready,
+    responses={503: {"model": Ready, "description": "Not ready; `problems` says why."}},
+)
+async def ready(art: ArtifactsDep):
+    """Readiness probe: 200 when scores, shop context, recommender and audience index are
+    all loaded; 503 with the reason per missing or unreadable component otherwise (the
+    service still answers: recommendations with the placements' popular fallback)."""
+    body = Ready(ready=not art.problems, problems=dict(art.problems))
+    return json_response(body, status_code=200 if body.ready else 503)

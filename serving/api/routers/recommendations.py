@@ -32,7 +32,8 @@ async def batch_recommendations(
     recorded = 0
     if body.record_sends:
         recorded = await batcher.call(recommender.record_sends, results, body.placement, now)
-    out = [RecipientRecommendations.model_validate(r) for r in results]
+    loaded = recommender.model is not None
+    out = [RecipientRecommendations.of(r, loaded) for r in results]
     return json_response(
         BatchResponse(
             placement=body.placement,

@@ -6,8 +6,11 @@ What it does (ARCHITECTURE §7, "API, one recipient" and "batch of 1,000 recipie
    trained on it (``train_recommender``, MLflow off) and a batch-scores file. The scores
    are seeded random probabilities in the layout of ``training.batch_score`` -- a score
    look-up costs the same whatever the numbers are, and training the scoring models is
-   ``bench/train.py``'s job.
-2. Starts ``python -m serving.api --workers 2`` on 127.0.0.1 and waits for ``/health``.
+   ``bench/train.py``'s job. With ``--home H --data D`` an existing trained home (e.g.
+   the one ``make demo`` builds) is copied under ``--root`` and served instead. An API
+   key with every scope is created in the served home; every request sends it.
+2. Starts ``python -m serving.api --workers 2`` on 127.0.0.1 (a free port) and waits for
+   ``/v1/ready``.
 3. Per route, an open-loop client (asyncio, raw HTTP/1.1 keep-alive sockets, no HTTP
    library) sends a fixed rate (default 1,000 req/s for 10 s) to random customers.
    Latency is measured from each request's *scheduled* send time, so a server that falls
@@ -22,7 +25,8 @@ its own scheduling delay.
 
 Usage::
 
-    nice python -m bench.api [--customers 50000] [--rate 1000] [--seconds 10]
+    nice python -m bench.serve [--customers 50000] [--rate 1000] [--seconds 10]
+    nice python -m bench.serve --home var --data var/demo-shop   # the make-demo shop
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +52,32 @@ METRIC = "klantbeeld_http_request_duration_seconds"
 
 
 # -- preparation ---------------------------------------------------------------------------
+def _server_env(home: Path, shop: Path, root: Path) -> dict[str, str]:
+    """The server's environment, with a fresh all-scope API key in ``KLANTBEELD_BENCH_KEY``."""
+    from serving.api.keys import SCOPES, KeyStore
+
+    key = KeyStore(home / "api_keys.sqlite").create(frozenset(SCOPES), label="bench")
+    env = dict(os.environ)
+    env.update(
+        KLANTBEELD_HOME=str(home.resolve()),
+        KLANTBEELD_DATA_DIR=str(shop.resolve()),
+        KLANTBEELD_STATE_FILE=str((root / "state.sqlite").resolve()),
+        KLANTBEELD_BENCH_KEY=key,
+        OPENBLAS_NUM_THREADS="1",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def prepare_existing(root: Path, home: Path, shop: Path) -> dict[str, str]:
+    """Copy a trained home (models, scores, cache; not its shop or exports) under ``root``."""
+    target = root / "home"
+    if not target.exists():
+        skip = shutil.ignore_patterns("demo-shop", "exports", "features", "run", "*.sqlite*")
+        shutil.copytree(home, target, ignore=skip)
+    return _server_env(target, shop, root)
+
+
 def prepare(root: Path, n_customers: int, seed: int) -> dict[str, str]:
     """Shop, trained recommender and scores under ``root``; returns the server's env."""
     import pandas as pd
@@ -89,20 +121,23 @@ def prepare(root: Path, n_customers: int, seed: int) -> dict[str, str]:
         )
         scores.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, scores)
-    env = dict(os.environ)
-    env.update(
-        KLANTBEELD_HOME=str(home.resolve()),
-        KLANTBEELD_DATA_DIR=str(shop.resolve()),
-        KLANTBEELD_STATE_FILE=str((root / "state.sqlite").resolve()),
-        OPENBLAS_NUM_THREADS="1",
-        PYTHONPATH=str(ROOT),
-    )
-    return env
+    return _server_env(home, shop, root)
 
 
 # -- a minimal HTTP/1.1 client ---------------------------------------------------------------
+#: API key sent with every request (set by ``run`` from the prepared environment).
+API_KEY = ""
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
 class Connection:
-    """One keep-alive connection; requests are sent one at a time."""
+    """One keep-alive connection; requests are sent one at a time, with ``API_KEY``."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
@@ -113,7 +148,7 @@ class Connection:
         return cls(reader, writer)
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\n"
+        head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nX-API-Key: {API_KEY}\r\n"
         if body:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         self.writer.write(head.encode() + b"\r\n" + body)
@@ -148,14 +183,17 @@ async def wait_ready(port: int, timeout_s: float) -> dict:
     while time.monotonic() < deadline:
         try:
             conn = await Connection.open(port)
-            status, body = await conn.request("GET", "/health")
+            status, body = await conn.request("GET", "/v1/ready")
+            if status == 404:  # code from before /v1/ready (a --code baseline)
+                status, body = await conn.request("GET", "/health")
+                body = json.dumps({"ready": json.loads(body)["status"] == "ok"}).encode()
             conn.close()
             if status == 200:
                 return json.loads(body)
         except OSError:
             pass
         await asyncio.sleep(0.5)
-    raise TimeoutError(f"the API did not answer /health within {timeout_s:.0f} s")
+    raise TimeoutError(f"the API was not ready (/v1/ready) within {timeout_s:.0f} s")
 
 
 async def fixed_rate(
@@ -250,38 +288,58 @@ def server_quantiles(before: np.ndarray, after: np.ndarray) -> dict:
     return out
 
 
-async def run(args: argparse.Namespace, env: dict[str, str]) -> dict:
-    import pandas as pd
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM the server's process group; SIGKILL it after 15 s."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
 
-    ids = pd.read_parquet(args.root / "shop" / "customers.parquet")
-    rng = random.Random(args.seed)
-    all_ids = ids["customer_id"].astype(str).tolist()
-    consent = ids.loc[ids["consent_email"], "customer_id"].astype(str).tolist()
-    cmd = [
+
+def server_command(port: int, workers: int) -> list[str]:
+    """``python -m serving.api`` on the loopback ``port`` with ``workers`` processes."""
+    return [
         sys.executable,
         "-m",
         "serving.api",
         "--host",
         HOST,
         "--port",
-        str(args.port),
+        str(port),
         "--workers",
-        str(args.workers),
+        str(workers),
         "--log-level",
         "warning",
     ]
-    server = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+
+
+async def run(args: argparse.Namespace, env: dict[str, str]) -> dict:
+    import pandas as pd
+
+    global API_KEY
+    API_KEY = env["KLANTBEELD_BENCH_KEY"]
+    ids = pd.read_parquet(Path(env["KLANTBEELD_DATA_DIR"]) / "customers.parquet")
+    rng = random.Random(args.seed)
+    all_ids = ids["customer_id"].astype(str).tolist()
+    consent = ids.loc[ids["consent_email"], "customer_id"].astype(str).tolist()
+    cmd = server_command(args.port, args.workers)
+    code = (args.code or ROOT).resolve()
+    server = subprocess.Popen(
+        cmd, cwd=code, env={**env, "PYTHONPATH": str(code)}, start_new_session=True
+    )
     results: dict = {
         "customers": len(all_ids),
         "rate": args.rate,
         "seconds": args.seconds,
         "workers": args.workers,
+        "code": str(args.code or ROOT),
     }
     try:
         t0 = time.perf_counter()
         health = await wait_ready(args.port, args.startup_timeout)
         results["startup_s"] = round(time.perf_counter() - t0, 1)
-        results["health"] = health["status"]
+        results["ready"] = health["ready"]
         score_paths = [f"/v1/customers/{rng.choice(all_ids)}/scores" for _ in range(5000)]
         rec_paths = [
             f"/v1/customers/{rng.choice(consent)}/recommendations?placement=newsletter"
@@ -329,12 +387,26 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict:
         }
         print("batch_1000", json.dumps(results["batch_1000"]), flush=True)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
     return results
+
+
+def prepared_env(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, str]:
+    """The server's environment from ``--home/--data`` or a generated shop; installs
+    uvloop for the client when available."""
+    if args.home is not None:
+        if args.data is None:
+            parser.error("--home needs --data (the shop the home was trained on)")
+        env = prepare_existing(args.root, args.home, args.data)
+    else:
+        env = prepare(args.root, args.customers, args.seed)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return env
 
 
 def main() -> None:
@@ -354,20 +426,24 @@ def main() -> None:
     p.add_argument("--grace", type=float, default=10.0, help="seconds allowed after the last")
     p.add_argument("--batches", type=int, default=20)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--port", type=int, default=8799)
+    p.add_argument("--port", type=int, default=0, help="0: a free port")
+    p.add_argument("--home", type=Path, help="serve this trained home (copied) instead")
+    p.add_argument("--data", type=Path, help="its shop (with --home)")
+    p.add_argument(
+        "--code",
+        type=Path,
+        help="run the server from this source tree (e.g. `git archive` of an earlier "
+        "commit) to measure a baseline with the same client and data",
+    )
     p.add_argument("--startup-timeout", type=float, default=300.0)
     args = p.parse_args()
     if not 1 <= args.rate * args.seconds <= 100_000:
         p.error("rate * seconds must be in 1..100,000 requests")
-    env = prepare(args.root, args.customers, args.seed)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    if args.port == 0:
+        args.port = free_port()
+    env = prepared_env(args, p)
     results = asyncio.run(run(args, env))
-    out = args.root / "result.json"
+    out = args.root / f"result-{'baseline' if args.code else 'current'}.json"
     out.write_text(json.dumps(results, indent=1))
     print(f"results -> {out}")
 
