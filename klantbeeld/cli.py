@@ -315,6 +315,107 @@ def in_market_segment(
         out.print(f"{len(frame):,} rows (showing up to 20; --out FILE writes all)")
 
 
+audience_app = typer.Typer(
+    help="Audiences for ad platforms (hashed identifiers).", no_args_is_help=True
+)
+app.add_typer(audience_app, name="audience")
+
+
+@audience_app.command("export")
+@friendly_errors
+def audience_export(
+    name: Annotated[str, typer.Argument(help="Audience name (likely_buyers, churn_risk, ...).")],
+    out_file: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="File format (csv).")] = "csv",
+    layout: Annotated[
+        str, typer.Option(help="Column layout: google (Customer Match) or meta (Custom Audiences).")
+    ] = "google",
+    data: DataOpt = None,
+) -> None:
+    """Write an audience as SHA-256 hashed e-mail/phone, its holdout and a report."""
+    from serving.audiences.definitions import get_audience
+    from serving.audiences.export import export_audience, open_audience_index
+
+    if fmt != "csv":
+        raise typer.BadParameter(f"--format must be csv, got {fmt!r}")
+    if layout not in ("google", "meta"):
+        raise typer.BadParameter(f"--layout must be google or meta, got {layout!r}")
+    settings = _settings(data)
+    definition = get_audience(settings, name)
+    report = export_audience(
+        settings,
+        definition,
+        out_file,
+        layout,  # type: ignore[arg-type]
+        index=open_audience_index(settings),
+    )
+    n = report.counts
+    out.print(
+        f"{n['exported']:,} members of [bold]{name}[/] written to [bold]{out_file}[/] "
+        f"({layout} layout, threshold {report.threshold:.4f}); held out {n['holdout']:,} "
+        f"(in {report.holdout_file}); left out: no ads consent {n['no_ads_consent']:,}, "
+        f"fake contact data {n['fake_contact']:,}, no identifier {n['no_identifier']:,}"
+    )
+
+
+@app.command("threshold")
+@friendly_errors
+def threshold_cmd(
+    model: Annotated[str, typer.Argument(help="conversion_intent or churn.")] = "conversion_intent",
+    keep: Annotated[
+        float | None,
+        typer.Option("--keep-conversions", min=0.0, max=1.0, help="Share of conversions to keep."),
+    ] = None,
+    max_audience: Annotated[
+        int | None, typer.Option("--max-audience", min=1, help="At most this many people.")
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", min=0.0, help="Budget (money) for the audience.")
+    ] = None,
+    cost: Annotated[
+        float | None, typer.Option("--cost-per-person", min=0.0, help="Money per reached person.")
+    ] = None,
+    population: Annotated[
+        int | None,
+        typer.Option("--population", min=1, help="Scale sizes to this many scored people."),
+    ] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for threshold_<model>.json and .png.")
+    ] = Path("."),
+) -> None:
+    """Choose a score threshold for a goal from the last backtest's gain curve."""
+    from serving.targeting.curve_source import last_backtest_curve
+    from serving.targeting.report import write_choice
+    from serving.targeting.threshold import Goal, choose_threshold
+
+    given = [g for g in (keep, max_audience, budget) if g is not None]
+    if len(given) != 1:
+        raise typer.BadParameter("give exactly one of --keep-conversions, --max-audience, --budget")
+    if keep is not None:
+        goal = Goal("keep_conversions", keep)
+    elif max_audience is not None:
+        goal = Goal("max_audience", float(max_audience), cost)
+    else:
+        goal = Goal("budget", float(budget or 0.0), cost)
+    source = last_backtest_curve(model, _settings())
+    report = write_choice(source, choose_threshold(source.curve, goal, population), out_dir)
+    out.print(
+        f"[bold]{model}[/] score >= {report['threshold']:.4f}: {report['audience_size']:,} of "
+        f"{report['population']:,} people ({report['audience_share']:.1%}), "
+        f"{report['conversions_kept']:.1%} of conversions kept, "
+        f"spend saved {report['spend_saved']:.1%} vs {report['spend_saved_vs']}"
+    )
+    if "audience_vs_oracle" in report:
+        out.print(
+            f"  audience / oracle audience at the same conversions: "
+            f"{report['audience_vs_oracle']:.3f}"
+        )
+    out.print(
+        f"  test period {report['test_period']}; written {report['report_file']}, "
+        f"{report['plot_file']}"
+    )
+
+
 keys = typer.Typer(help="API keys with scopes (stored hashed).", no_args_is_help=True)
 app.add_typer(keys, name="keys")
 

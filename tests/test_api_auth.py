@@ -36,6 +36,7 @@ ENDPOINTS = [
         "events:write",
     ),
     ("GET", "/v1/audiences/conversion_intent", None, "audiences:export"),
+    ("GET", "/v1/audiences/churn_risk/export", None, "audiences:export"),
     ("GET", "/metrics", None, "admin"),
 ]
 OPEN = {"/v1/health", "/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
