@@ -94,24 +94,34 @@ def test_curve_rejects_bad_input():
         threshold_curve(np.ones(5), np.ones(4))
 
 
-def test_last_backtest_curve_reads_the_latest_run_and_writes_report(tmp_path):
+def _log_runs(tmp_path, settings, curves):
     import mlflow
 
     from training.tracking import configure_mlflow, ensure_experiment
 
-    settings = Settings(home=tmp_path / "home")
-    with pytest.raises(NotTrainedError):
-        last_backtest_curve("conversion_intent", settings)
     configure_mlflow(settings)
     exp = ensure_experiment("conversion_intent", settings)
-    y, p, true_p = _data()
-    for k, period in enumerate(["2026-01-01/2026-01-08", "2026-02-01/2026-02-08"]):
-        curve = threshold_curve(y, p if k else p[::-1], oracle=true_p)
+    for k, (period, curve) in enumerate(curves):
         path = tmp_path / f"c{k}" / "threshold_curve.csv"
         path.parent.mkdir()
         curve.to_csv(path, index=False)
         with mlflow.start_run(experiment_id=exp, tags={"test_period": period}):
             mlflow.log_artifact(str(path), artifact_path=CURVE_ARTIFACT.rsplit("/", 1)[0])
+
+
+def test_last_backtest_curve_reads_the_latest_run_and_writes_report(tmp_path):
+    settings = Settings(home=tmp_path / "home")
+    with pytest.raises(NotTrainedError):
+        last_backtest_curve("conversion_intent", settings)
+    y, p, true_p = _data()
+    _log_runs(
+        tmp_path,
+        settings,
+        [
+            ("2026-01-01/2026-01-08", threshold_curve(y, p[::-1], oracle=true_p)),
+            ("2026-02-01/2026-02-08", threshold_curve(y, p, oracle=true_p)),
+        ],
+    )
     source = last_backtest_curve("conversion_intent", settings)
     assert source.test_period == "2026-02-01/2026-02-08"
     pd.testing.assert_frame_equal(source.curve, threshold_curve(y, p, oracle=true_p))
@@ -126,3 +136,26 @@ def test_last_backtest_curve_reads_the_latest_run_and_writes_report(tmp_path):
     png = tmp_path / "out" / "threshold_conversion_intent.png"
     assert report["plot_file"] == str(png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_threshold(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from klantbeeld.cli import app
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("KLANTBEELD_HOME", str(home))
+    monkeypatch.delenv("KLANTBEELD_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    y, p, _ = _data()
+    _log_runs(tmp_path, Settings(home=home), [("2026-02-01/2026-02-08", threshold_curve(y, p))])
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["threshold", "--budget", "300", "--cost-per-person", "0.5", "--out", str(tmp_path)]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "threshold_conversion_intent.json").read_text())
+    assert report["audience_size"] <= 600 and report["cost"] <= 300
+    assert "spend saved" in res.output
+    both = runner.invoke(app, ["threshold", "--keep-conversions", "0.9", "--max-audience", "5"])
+    assert both.exit_code != 0
