@@ -315,6 +315,49 @@ def in_market_segment(
         out.print(f"{len(frame):,} rows (showing up to 20; --out FILE writes all)")
 
 
+audience_app = typer.Typer(
+    help="Audiences for ad platforms (hashed identifiers).", no_args_is_help=True
+)
+app.add_typer(audience_app, name="audience")
+
+
+@audience_app.command("export")
+@friendly_errors
+def audience_export(
+    name: Annotated[str, typer.Argument(help="Audience name (likely_buyers, churn_risk, ...).")],
+    out_file: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="File format (csv).")] = "csv",
+    layout: Annotated[
+        str, typer.Option(help="Column layout: google (Customer Match) or meta (Custom Audiences).")
+    ] = "google",
+    data: DataOpt = None,
+) -> None:
+    """Write an audience as SHA-256 hashed e-mail/phone, its holdout and a report."""
+    from serving.audiences.definitions import get_audience
+    from serving.audiences.export import export_audience, open_audience_index
+
+    if fmt != "csv":
+        raise typer.BadParameter(f"--format must be csv, got {fmt!r}")
+    if layout not in ("google", "meta"):
+        raise typer.BadParameter(f"--layout must be google or meta, got {layout!r}")
+    settings = _settings(data)
+    definition = get_audience(settings, name)
+    report = export_audience(
+        settings,
+        definition,
+        out_file,
+        layout,  # type: ignore[arg-type]
+        index=open_audience_index(settings),
+    )
+    n = report.counts
+    out.print(
+        f"{n['exported']:,} members of [bold]{name}[/] written to [bold]{out_file}[/] "
+        f"({layout} layout, threshold {report.threshold:.4f}); held out {n['holdout']:,} "
+        f"(in {report.holdout_file}); left out: no ads consent {n['no_ads_consent']:,}, "
+        f"fake contact data {n['fake_contact']:,}, no identifier {n['no_identifier']:,}"
+    )
+
+
 @app.command("threshold")
 @friendly_errors
 def threshold_cmd(
