@@ -67,6 +67,9 @@ def test_obviously_fake_contact_data_lowers_the_quality_score():
     assert fake_phone("+31600000000") and fake_phone("+31611111111")
     assert fake_phone("+31687654321") and fake_phone("+31612121212")
     assert not fake_phone("+31620481937") and not fake_phone(None)
+    # the country code (1-3 digits) is not part of the checked number
+    assert not fake_phone("+12025550123") and fake_phone("+493012345678")
+    assert not fake_phone("+35315550123") and fake_phone("+353111111111")
     assert quality_score("ann@gmail.com", "+31620481937") == 1.0
     assert quality_score("test@test.com", "+31620481937") == 0.5
     assert quality_score("test@test.com", "+31612345678") == 0.0

@@ -103,12 +103,21 @@ def fake_phone(e164: str | None) -> bool:
     """
     if e164 is None:
         return False
-    nsn = phonenumbers.national_significant_number(phonenumbers.parse(e164))
+    nsn = _national_number(e164)
     return (
         any(s in nsn for s in _SEQUENCES)
         or _REPEAT.search(nsn) is not None
         or len(set(nsn[1:])) <= 2
     )
+
+
+def _national_number(e164: str) -> str:
+    """Digits after the country calling code (calling codes are prefix-free, 1-3 digits)."""
+    digits = e164.lstrip("+")
+    for k in (1, 2, 3):
+        if int(digits[:k]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return digits[k:]
+    return digits
 
 
 def quality_score(email: str | None, phone: str | None) -> float:
