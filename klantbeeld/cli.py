@@ -315,6 +315,67 @@ def in_market_segment(
         out.print(f"{len(frame):,} rows (showing up to 20; --out FILE writes all)")
 
 
+@segments.command("list")
+@friendly_errors
+def segments_list(
+    data: DataOpt = None,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write sizes/overlaps CSV and a PNG chart here."),
+    ] = None,
+) -> None:
+    """Segments of the config with their sizes on the latest scores and features."""
+    from serving.segments.config import get_segments
+    from serving.segments.evaluate import evaluate_segments, load_segment_table, segment_report
+
+    settings = _settings(data)
+    segs = get_segments(settings)
+    report = segment_report(evaluate_segments(segs, load_segment_table(settings)))
+    for name, seg in segs.items():
+        out.print(f"[bold]{name}[/] {report.sizes[name]:,}  {seg.description}", highlight=False)
+    out.print(f"{report.n_customers:,} customers in the segment table")
+    if report_dir is not None:
+        from serving.segments.report import write_segment_report
+
+        files = write_segment_report(report, report_dir)
+        out.print("written " + ", ".join(str(p) for p in files.values()))
+
+
+@segments.command("show")
+@friendly_errors
+def segments_show(
+    name: Annotated[str, typer.Argument(help="Segment name (see `segments list`).")],
+    out_file: Annotated[Path, typer.Option("--out", help="CSV file of member customer ids.")],
+    data: DataOpt = None,
+) -> None:
+    """Write the members of one segment who gave e-mail consent (customer ids, CSV)."""
+    import numpy as np
+
+    from features import contract as c
+    from klantbeeld.atomic import atomic_write_text
+    from klantbeeld.errors import ConfigError
+    from serving.segments.config import get_segments
+    from serving.segments.evaluate import evaluate_segments, load_segment_table
+
+    settings = _settings(data)
+    segs = get_segments(settings)
+    if name not in segs:
+        raise ConfigError(f"unknown segment {name!r}; defined: {', '.join(sorted(segs))}")
+    table = load_segment_table(settings)
+    mask = evaluate_segments({name: segs[name]}, table)[name]
+    consent = (
+        table[c.CONSENT_EMAIL].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        if c.CONSENT_EMAIL in table.columns
+        else np.zeros(len(table), dtype=bool)
+    )
+    ids = table[c.CUSTOMER_ID].to_numpy()[mask & consent]
+    atomic_write_text(out_file, f"{c.CUSTOMER_ID}\n" + "".join(f"{i}\n" for i in ids))
+    out.print(
+        f"{len(ids):,} members of [bold]{name}[/] written to [bold]{out_file}[/]; "
+        f"{int((mask & ~consent).sum()):,} without email consent left out"
+    )
+
+
 audience_app = typer.Typer(
     help="Audiences for ad platforms (hashed identifiers).", no_args_is_help=True
 )

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         description="Share of each audience kept out of exports (deterministic: hash of "
         "customer id and audience name) so the uplift can be measured later.",
     )
+    segments_file: Path | None = Field(
+        None,
+        description="YAML file declaring the segments (rules over scores, features and "
+        "attributes); default the packaged serving/segments/segments.yaml.",
+    )
 
     # API (serving/api).
     metrics_dir: Path | None = Field(

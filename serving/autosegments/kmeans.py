@@ -135,10 +135,11 @@ class AutoSegments:
     def labels(self) -> dict[int, str]:
         """A short generated name per cluster from its top two features."""
         out: dict[int, str] = {}
-        for k, grp in self.description.groupby("cluster", sort=True):
-            top = grp.sort_values("rank").head(2)
+        d = self.description
+        for k in sorted(d["cluster"].unique().tolist()):
+            top = d[d["cluster"] == k].sort_values("rank").head(2)
             out[int(k)] = ", ".join(
-                f"{d} {f}" for f, d in zip(top.feature, top.direction, strict=True)
+                f"{r} {f}" for f, r in zip(top.feature, top.direction, strict=True)
             )
         return out
 
