@@ -376,6 +376,33 @@ def segments_show(
     )
 
 
+@segments.command("auto")
+@friendly_errors
+def segments_auto(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the assignment and report.")],
+    k: Annotated[
+        int | None, typer.Option("--k", min=2, help="Clusters (default: chosen by silhouette).")
+    ] = None,
+    features_file: Annotated[
+        Path | None,
+        typer.Option("--features", help="Customer feature snapshot (default: the newest)."),
+    ] = None,
+) -> None:
+    """Automatic segments: k-means on scaled behavioural features, each cluster described."""
+    import pandas as pd
+
+    from serving.autosegments.kmeans import auto_segments
+    from serving.autosegments.report import latest_customer_snapshot, write_auto_segments
+
+    settings = _settings()
+    path = features_file or latest_customer_snapshot(settings.features_dir)
+    result = auto_segments(pd.read_parquet(path), k, seed=settings.seed)
+    summary = write_auto_segments(result, out_dir, str(path))
+    for cl in summary["clusters"]:
+        out.print(f"cluster {cl['cluster']}: {cl['size']:,} ({cl['share']:.1%})  {cl['label']}")
+    out.print(f"k={result.k}; written to [bold]{out_dir}[/]")
+
+
 audience_app = typer.Typer(
     help="Audiences for ad platforms (hashed identifiers).", no_args_is_help=True
 )

@@ -76,3 +76,31 @@ def test_written_files(tmp_path):
     back = pd.read_parquet(tmp_path / "auto_segments.parquet")
     pd.testing.assert_frame_equal(back, result.assignment)
     assert len(pd.read_csv(tmp_path / "auto_segments_description.csv")) == len(result.description)
+
+
+def test_cli_segments_auto(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from klantbeeld.cli import app
+
+    frame, _ = _planted(n_per=80)
+    snap = tmp_path / "home" / "features" / "as_of=2026-03-01" / "customer.parquet"
+    snap.parent.mkdir(parents=True)
+    frame.to_parquet(snap, index=False)
+    monkeypatch.setenv("KLANTBEELD_HOME", str(tmp_path / "home"))
+    from klantbeeld.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(
+            app, ["segments", "auto", "--k", "3", "--out", str(tmp_path / "o")]
+        )
+        monkeypatch.setenv("KLANTBEELD_HOME", str(tmp_path / "empty"))
+        get_settings.cache_clear()
+        empty = CliRunner().invoke(app, ["segments", "auto", "--out", str(tmp_path / "p")])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "o" / "auto_segments.json").read_text())
+    assert summary["k"] == 3 and summary["source"] == str(snap)
+    assert empty.exit_code == 2 and "no customer feature snapshot" in empty.output

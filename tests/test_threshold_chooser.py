@@ -149,10 +149,17 @@ def test_cli_threshold(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     y, p, _ = _data()
     _log_runs(tmp_path, Settings(home=home), [("2026-02-01/2026-02-08", threshold_curve(y, p))])
+    from klantbeeld.settings import get_settings
+
     runner = CliRunner()
-    res = runner.invoke(
-        app, ["threshold", "--budget", "300", "--cost-per-person", "0.5", "--out", str(tmp_path)]
-    )
+    get_settings.cache_clear()
+    try:
+        res = runner.invoke(
+            app,
+            ["threshold", "--budget", "300", "--cost-per-person", "0.5", "--out", str(tmp_path)],
+        )
+    finally:
+        get_settings.cache_clear()
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "threshold_conversion_intent.json").read_text())
     assert report["audience_size"] <= 600 and report["cost"] <= 300
