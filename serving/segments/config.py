@@ -15,18 +15,17 @@ operators and type mismatches.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from klantbeeld.errors import ConfigError
 from klantbeeld.settings import Settings
 from serving.segments.expressions import Kind, Node, RuleError, check_types, parse_rule
 from serving.segments.schema import SCORES, default_schema
+from serving.targeting.threshold import expected_conversions_threshold
+from serving.yaml_config import raise_problems, read_yaml, validate_named
 
 DEFAULT_SEGMENTS = "segments/segments.yaml"
 
@@ -91,20 +90,15 @@ class Segment(BaseModel):
         Returns
         -------
         float or None
-            ``min_score``, or the lowest score of the smallest top-ranked group whose sum
-            reaches ``keep_expected_conversions * sum(scores)`` (1.0 when nobody is
-            scored); None when the segment has no score threshold.
+            ``min_score``, or :func:`~serving.targeting.threshold.
+            expected_conversions_threshold` at ``keep_expected_conversions``; None when
+            the segment has no score threshold.
         """
         if self.score is None:
             return None
         if self.keep_expected_conversions is None:
             return float(self.min_score or 0.0)
-        s = np.sort(scores[np.isfinite(scores)])[::-1]
-        if len(s) == 0 or s.sum() <= 0:
-            return 1.0
-        cum = np.cumsum(s)
-        k = int(np.searchsorted(cum, self.keep_expected_conversions * cum[-1] - 1e-12))
-        return float(s[min(k, len(s) - 1)])
+        return expected_conversions_threshold(scores, self.keep_expected_conversions)
 
 
 def parse_segments(
@@ -132,37 +126,18 @@ def parse_segments(
         ``<source>: segment '<name>', rule '<rule>': <problem>`` or
         ``<source>: segment '<name>', field '<f>': <message>``.
     """
-    if not isinstance(data, dict) or set(data) != {"segments"}:
-        raise ConfigError(f"{source}: expected a mapping with the single top-level key 'segments'")
-    raw = data["segments"]
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"{source}: 'segments' must be a non-empty mapping of name -> fields")
+    segments, problems = validate_named(data, "segments", "segment", Segment, source)
     known = default_schema() if schema is None else schema
-    problems: list[str] = []
     out: dict[str, Segment] = {}
-    for name, fields in raw.items():
-        if not isinstance(fields, dict):
-            problems.append(f"{source}: segment {name!r}: expected a mapping of fields")
-            continue
-        try:
-            seg = Segment.model_validate({**fields, "name": str(name)})
-        except ValidationError as exc:
-            for e in exc.errors():
-                loc = ".".join(str(p) for p in e["loc"]) or "<segment>"
-                problems.append(f"{source}: segment {name!r}, field {loc!r}: {e['msg']}")
-            continue
+    for name, seg in segments.items():
         try:
             found = check_types(seg.tree, known)
         except RuleError as exc:
             found = [str(exc)]
         problems.extend(f"{source}: segment {name!r}, rule {seg.rule!r}: {p}" for p in found)
         if not found:
-            out[str(name)] = seg
-    if problems:
-        raise ConfigError(
-            f"invalid segments config {source} ({len(problems)} problem(s)):\n  - "
-            + "\n  - ".join(problems)
-        )
+            out[name] = seg
+    raise_problems(problems, "segments", source)
     return out
 
 
@@ -175,20 +150,7 @@ def load_segments(path: str | Path | None = None) -> dict[str, Segment]:
         Missing file, invalid YAML (with line and column) or any problem of
         :func:`parse_segments`.
     """
-    if path is None:
-        ref = resources.files("serving").joinpath(DEFAULT_SEGMENTS)
-        text, source = ref.read_text(encoding="utf-8"), str(ref)
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"segments file {p} does not exist")
-        text, source = p.read_text(encoding="utf-8"), str(p)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}: not valid YAML{where}: {exc}") from None
+    data, source = read_yaml(path, DEFAULT_SEGMENTS, "segments")
     return parse_segments(data, source)
 
 

@@ -21,6 +21,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from klantbeeld.errors import ConfigError
@@ -141,6 +142,33 @@ def oracle_share_to_keep(curve: pd.DataFrame, keep: float) -> float | None:
     return 1.0
 
 
+def expected_conversions_threshold(scores: np.ndarray, keep: float) -> float:
+    """The threshold keeping ``keep`` of the expected conversions of scored customers.
+
+    Scores are calibrated probabilities, so the expected conversions of a group are the
+    sum of its scores; the threshold is the lowest score of the smallest top-ranked group
+    whose sum reaches ``keep * sum(scores)``.
+
+    Parameters
+    ----------
+    scores : ndarray of float
+        Calibrated probabilities; NaN (not scored) is ignored.
+    keep : float
+        Share of expected conversions in (0, 1].
+
+    Returns
+    -------
+    float
+        The threshold (``score >= threshold``); 1.0 when nobody is scored.
+    """
+    s = np.sort(scores[np.isfinite(scores)])[::-1]
+    if len(s) == 0 or s.sum() <= 0:
+        return 1.0
+    cum = np.cumsum(s)
+    k = int(np.searchsorted(cum, keep * cum[-1] - 1e-12))
+    return float(s[min(k, len(s) - 1)])
+
+
 def choose_threshold(
     curve: pd.DataFrame, goal: Goal, population: int | None = None
 ) -> ThresholdChoice:
@@ -204,4 +232,11 @@ def choose_threshold(
     )
 
 
-__all__ = ["Goal", "GoalKind", "ThresholdChoice", "choose_threshold", "oracle_share_to_keep"]
+__all__ = [
+    "Goal",
+    "GoalKind",
+    "ThresholdChoice",
+    "choose_threshold",
+    "expected_conversions_threshold",
+    "oracle_share_to_keep",
+]
