@@ -5,8 +5,8 @@ category and channel shares) of a customer feature snapshot are scaled before cl
 counts, money and day counts are skewed, so they go through ``log1p`` first; every column
 is then centred on its median and divided by its inter-quartile range (a few heavy buyers
 do not stretch the scale for everyone), and clipped to [-5, 5]. Missing values (e.g. no
-purchase yet: no recency) become the column's median after an indicator is kept in the
-description ("share without a value").
+purchase yet: no recency) become the column's median (0 after scaling); other columns
+(orders, spend) still tell such customers apart.
 
 Each cluster is described by its most distinctive features: the difference between the
 cluster's mean and everyone's mean on the scaled column, in units of the column's standard
