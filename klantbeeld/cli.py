@@ -443,6 +443,195 @@ def in_market_segment(
         out.print(f"{len(frame):,} rows (showing up to 20; --out FILE writes all)")
 
 
+@segments.command("list")
+@friendly_errors
+def segments_list(
+    data: DataOpt = None,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write sizes/overlaps CSV and a PNG chart here."),
+    ] = None,
+) -> None:
+    """Segments of the config with their sizes on the latest scores and features."""
+    from serving.segments.config import get_segments
+    from serving.segments.evaluate import evaluate_segments, load_segment_table, segment_report
+
+    settings = _settings(data)
+    segs = get_segments(settings)
+    report = segment_report(evaluate_segments(segs, load_segment_table(settings)))
+    for name, seg in segs.items():
+        out.print(f"[bold]{name}[/] {report.sizes[name]:,}  {seg.description}", highlight=False)
+    out.print(f"{report.n_customers:,} customers in the segment table")
+    if report_dir is not None:
+        from serving.segments.report import write_segment_report
+
+        files = write_segment_report(report, report_dir)
+        out.print("written " + ", ".join(str(p) for p in files.values()))
+
+
+@segments.command("show")
+@friendly_errors
+def segments_show(
+    name: Annotated[str, typer.Argument(help="Segment name (see `segments list`).")],
+    out_file: Annotated[Path, typer.Option("--out", help="CSV file of member customer ids.")],
+    data: DataOpt = None,
+) -> None:
+    """Write the members of one segment who gave e-mail consent (customer ids, CSV)."""
+    import numpy as np
+
+    from features import contract as c
+    from klantbeeld.atomic import atomic_write_text
+    from klantbeeld.errors import ConfigError
+    from serving.segments.config import get_segments
+    from serving.segments.evaluate import evaluate_segments, load_segment_table
+
+    settings = _settings(data)
+    segs = get_segments(settings)
+    if name not in segs:
+        raise ConfigError(f"unknown segment {name!r}; defined: {', '.join(sorted(segs))}")
+    table = load_segment_table(settings)
+    mask = evaluate_segments({name: segs[name]}, table)[name]
+    consent = (
+        table[c.CONSENT_EMAIL].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        if c.CONSENT_EMAIL in table.columns
+        else np.zeros(len(table), dtype=bool)
+    )
+    ids = table[c.CUSTOMER_ID].to_numpy()[mask & consent]
+    atomic_write_text(out_file, f"{c.CUSTOMER_ID}\n" + "".join(f"{i}\n" for i in ids))
+    out.print(
+        f"{len(ids):,} members of [bold]{name}[/] written to [bold]{out_file}[/]; "
+        f"{int((mask & ~consent).sum()):,} without email consent left out"
+    )
+
+
+@segments.command("auto")
+@friendly_errors
+def segments_auto(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the assignment and report.")],
+    k: Annotated[
+        int | None, typer.Option("--k", min=2, help="Clusters (default: chosen by silhouette).")
+    ] = None,
+    features_file: Annotated[
+        Path | None,
+        typer.Option("--features", help="Customer feature snapshot (default: the newest)."),
+    ] = None,
+) -> None:
+    """Automatic segments: k-means on scaled behavioural features, each cluster described."""
+    import pandas as pd
+
+    from serving.autosegments.kmeans import auto_segments
+    from serving.autosegments.report import latest_customer_snapshot, write_auto_segments
+
+    settings = _settings()
+    path = features_file or latest_customer_snapshot(settings.features_dir)
+    result = auto_segments(pd.read_parquet(path), k, seed=settings.seed)
+    summary = write_auto_segments(result, out_dir, str(path))
+    for cl in summary["clusters"]:
+        out.print(f"cluster {cl['cluster']}: {cl['size']:,} ({cl['share']:.1%})  {cl['label']}")
+    out.print(f"k={result.k}; written to [bold]{out_dir}[/]")
+
+
+audience_app = typer.Typer(
+    help="Audiences for ad platforms (hashed identifiers).", no_args_is_help=True
+)
+app.add_typer(audience_app, name="audience")
+
+
+@audience_app.command("export")
+@friendly_errors
+def audience_export(
+    name: Annotated[str, typer.Argument(help="Audience name (likely_buyers, churn_risk, ...).")],
+    out_file: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="File format (csv).")] = "csv",
+    layout: Annotated[
+        str, typer.Option(help="Column layout: google (Customer Match) or meta (Custom Audiences).")
+    ] = "google",
+    data: DataOpt = None,
+) -> None:
+    """Write an audience as SHA-256 hashed e-mail/phone, its holdout and a report."""
+    from serving.audiences.definitions import get_audience
+    from serving.audiences.export import export_audience, open_audience_index
+
+    if fmt != "csv":
+        raise typer.BadParameter(f"--format must be csv, got {fmt!r}")
+    if layout not in ("google", "meta"):
+        raise typer.BadParameter(f"--layout must be google or meta, got {layout!r}")
+    settings = _settings(data)
+    definition = get_audience(settings, name)
+    report = export_audience(
+        settings,
+        definition,
+        out_file,
+        layout,  # type: ignore[arg-type]
+        index=open_audience_index(settings),
+    )
+    n = report.counts
+    out.print(
+        f"{n['exported']:,} members of [bold]{name}[/] written to [bold]{out_file}[/] "
+        f"({layout} layout, threshold {report.threshold:.4f}); held out {n['holdout']:,} "
+        f"(in {report.holdout_file}); left out: no ads consent {n['no_ads_consent']:,}, "
+        f"fake contact data {n['fake_contact']:,}, no identifier {n['no_identifier']:,}"
+    )
+
+
+@app.command("threshold")
+@friendly_errors
+def threshold_cmd(
+    model: Annotated[str, typer.Argument(help="conversion_intent or churn.")] = "conversion_intent",
+    keep: Annotated[
+        float | None,
+        typer.Option("--keep-conversions", min=0.0, max=1.0, help="Share of conversions to keep."),
+    ] = None,
+    max_audience: Annotated[
+        int | None, typer.Option("--max-audience", min=1, help="At most this many people.")
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", min=0.0, help="Budget (money) for the audience.")
+    ] = None,
+    cost: Annotated[
+        float | None, typer.Option("--cost-per-person", min=0.0, help="Money per reached person.")
+    ] = None,
+    population: Annotated[
+        int | None,
+        typer.Option("--population", min=1, help="Scale sizes to this many scored people."),
+    ] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for threshold_<model>.json and .png.")
+    ] = Path("."),
+) -> None:
+    """Choose a score threshold for a goal from the last backtest's gain curve."""
+    from serving.targeting.curve_source import last_backtest_curve
+    from serving.targeting.report import write_choice
+    from serving.targeting.threshold import Goal, choose_threshold
+
+    given = [g for g in (keep, max_audience, budget) if g is not None]
+    if len(given) != 1:
+        raise typer.BadParameter("give exactly one of --keep-conversions, --max-audience, --budget")
+    if keep is not None:
+        goal = Goal("keep_conversions", keep)
+    elif max_audience is not None:
+        goal = Goal("max_audience", float(max_audience), cost)
+    else:
+        goal = Goal("budget", float(budget or 0.0), cost)
+    source = last_backtest_curve(model, _settings())
+    report = write_choice(source, choose_threshold(source.curve, goal, population), out_dir)
+    out.print(
+        f"[bold]{model}[/] score >= {report['threshold']:.4f}: {report['audience_size']:,} of "
+        f"{report['population']:,} people ({report['audience_share']:.1%}), "
+        f"{report['conversions_kept']:.1%} of conversions kept, "
+        f"spend saved {report['spend_saved']:.1%} vs {report['spend_saved_vs']}"
+    )
+    if "audience_vs_oracle" in report:
+        out.print(
+            f"  audience / oracle audience at the same conversions: "
+            f"{report['audience_vs_oracle']:.3f}"
+        )
+    out.print(
+        f"  test period {report['test_period']}; written {report['report_file']}, "
+        f"{report['plot_file']}"
+    )
+
+
 keys = typer.Typer(help="API keys with scopes (stored hashed).", no_args_is_help=True)
 app.add_typer(keys, name="keys")
 

@@ -106,12 +106,32 @@ class Settings(BaseSettings):
         "default home/state.sqlite.",
     )
 
-    # API (serving/api).
-    phone_country_code: str = Field(
-        "31",
-        pattern=r"^[1-9][0-9]{0,2}$",
-        description="Country calling code for national phone numbers when hashing to E.164.",
+    # Audiences (serving/audiences).
+    phone_default_region: str = Field(
+        "NL",
+        pattern=r"^[A-Z]{2}$",
+        description="ISO 3166 region of phone numbers written without a country code "
+        "(parsed with the `phonenumbers` library before hashing to E.164).",
     )
+    audiences_file: Path | None = Field(
+        None,
+        description="YAML file declaring the audiences (likely_buyers, churn_risk, ...); "
+        "default the packaged serving/audiences/audiences.yaml.",
+    )
+    audience_holdout_share: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Share of each audience kept out of exports (deterministic: hash of "
+        "customer id and audience name) so the uplift can be measured later.",
+    )
+    segments_file: Path | None = Field(
+        None,
+        description="YAML file declaring the segments (rules over scores, features and "
+        "attributes); default the packaged serving/segments/segments.yaml.",
+    )
+
+    # API (serving/api).
     metrics_dir: Path | None = Field(
         None,
         description="Folder where API worker processes share their latency histograms; "
@@ -154,6 +174,13 @@ class Settings(BaseSettings):
         if "*" in self.api_cors_origins:
             raise ValueError(
                 "KLANTBEELD_API_CORS_ORIGINS may not contain '*': list the origins allowed"
+            )
+        import phonenumbers
+
+        if self.phone_default_region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(
+                f"KLANTBEELD_PHONE_DEFAULT_REGION {self.phone_default_region!r} is not a "
+                "region the phone-number library knows (ISO 3166 code such as NL, BE, DE)"
             )
         return self
 

@@ -28,7 +28,7 @@ from klantbeeld.errors import ConfigError
 from klantbeeld.settings import Settings
 from serving.api.app import create_app
 from serving.api.artifacts import RecommendationService
-from serving.api.audience import AudienceIndex, normalise_email, normalise_phone
+from serving.api.audience import AudienceIndex
 from serving.api.batcher import MicroBatcher
 from serving.api.deps import (
     get_audience,
@@ -55,7 +55,7 @@ CUSTOMERS = pd.DataFrame(
         c.CONSENT_EMAIL: [True, False, True, True],
         c.CONSENT_ADS: [True, True, False, True],
         c.EMAIL: ["  Ann@Example.COM ", "bob@example.com", "cy@example.com", None],
-        c.PHONE: ["06-1234 5678", "+31 6 87654321", None, "not a phone"],
+        c.PHONE: ["06-1234 5678", "+31 6 2048 1937", None, "not a phone"],
     }
 )
 ITEMS = pd.DataFrame(
@@ -496,28 +496,27 @@ def test_audience_is_score_threshold_with_consent(world):
     assert _csv(churn)[c.CUSTOMER_ID].tolist() == ["C1", "C2", "C4"]  # NaN score: no member
 
 
-def test_hashed_audience_matches_hand_computed_sha256(world):
+def test_audience_export_route_is_hashed_consented_and_same_as_library(world):
     client, _, _ = world
-    r = client.get("/v1/audiences/conversion_intent", params={"min_score": 0.8, "hashed": "true"})
+    r = client.get("/v1/audiences/likely_buyers/export", params={"layout": "meta"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = _csv(r)
-    assert rows.columns.tolist() == ["email_sha256", "phone_sha256"]
-    # C1: "  Ann@Example.COM " -> "ann@example.com"; "06-1234 5678" -> "+31612345678"
-    assert rows.values.tolist() == [
-        [
-            "71d4f55f72fa128dfb468a1a3901507c804b74316488744d769d7f4b16696476",
-            "fab7be8a931d1088a82f6acf9e468aaf6a3accc07d5112ee5d6fca93281e1583",
-        ]
-    ]
-    assert "ann" not in r.text.lower()
-    # C4 has no e-mail and an unusable phone: left out of the hashed file
-    all_ads = _csv(
-        client.get("/v1/audiences/conversion_intent", params={"min_score": 0.0, "hashed": "true"})
-    )
+    assert rows.columns.tolist() == ["email", "phone"]
+    # likely_buyers keeps 95% of expected conversions: C1 .9, C2 .7, C3 .6, C4 .5 sum to
+    # 2.7 < .95 * 2.9, so C10 (.2) is needed and all five are above the threshold. C3 has
+    # no ads consent, C10 no customer row, C1's phone 06-1234 5678 is the placeholder
+    # 0612345678 (fake: left out), C4 has no usable identifier. Left: C2, whose holdout
+    # draw for likely_buyers is 0.28 (>= the 0.1 share: exported).
     bob = hashlib.sha256(b"bob@example.com").hexdigest()
-    assert all_ads["email_sha256"].tolist() == [
-        "71d4f55f72fa128dfb468a1a3901507c804b74316488744d769d7f4b16696476",
-        bob,
-    ]
+    bob_phone = hashlib.sha256(b"31620481937").hexdigest()
+    assert rows.values.tolist() == [[bob, bob_phone]]
+    assert r.headers["x-audience-size"] == "1" and r.headers["x-audience-holdout"] == "0"
+    assert float(r.headers["x-audience-threshold"]) == pytest.approx(0.2)
+    assert "bob" not in r.text and "C2" not in r.text
+    assert client.get("/v1/audiences/no_such/export").status_code == 404
+    assert (
+        client.get("/v1/audiences/likely_buyers/export", params={"layout": "x"}).status_code == 422
+    )
 
 
 def test_audience_unknown_model_is_404_and_bad_params_422(world):
@@ -526,17 +525,6 @@ def test_audience_unknown_model_is_404_and_bad_params_422(world):
     assert r.status_code == 404 and "conversion_intent" in r.json()["detail"]
     assert client.get("/v1/audiences/churn", params={"consent": "sms"}).status_code == 422
     assert client.get("/v1/audiences/churn", params={"min_score": 1.5}).status_code == 422
-
-
-def test_identifier_normalisation():
-    assert normalise_email("  Ann@Example.COM ") == "ann@example.com"
-    assert normalise_email("no-at-sign") is None
-    assert normalise_phone("06-1234 5678") == "+31612345678"
-    assert normalise_phone("+31 (0)6 1234 5678") == "+31612345678"
-    assert normalise_phone("0049 30 1234567") == "+49301234567"
-    assert normalise_phone("06123", "31") is None
-    assert normalise_phone("030 123 4567", "32") == "+32301234567"
-    assert normalise_phone(None) is None
 
 
 # -- the real app: lifespan loading from a shop, a scores file and a trained recommender ------
@@ -629,7 +617,7 @@ def test_serve_hands_the_same_settings_to_worker_processes(tmp_path, monkeypatch
         data_dir=tmp_path / "d",
         seed=7,
         recommender_event_weights={"purchase": 4.0},
-        phone_country_code="32",
+        phone_default_region="BE",
     )
     for key in list(os.environ):
         if key.startswith("KLANTBEELD_"):

@@ -150,6 +150,22 @@ def test_conversion_intent_close_to_oracle_and_beats_baselines(conversion) -> No
     assert m["oracle_audience_share_keep_95pct"] <= m["test_audience_share_keep_95pct"] + 0.05
 
 
+def test_threshold_curve_logged_and_chooser_matches_the_metrics(conversion, settings) -> None:
+    from serving.targeting.curve_source import last_backtest_curve
+    from serving.targeting.threshold import Goal, choose_threshold
+
+    source = last_backtest_curve("conversion_intent", settings)
+    assert source.run_id == conversion.run_id
+    choice = choose_threshold(source.curve, Goal("keep_conversions", 0.95))
+    m = conversion.metrics
+    assert choice.audience_share == pytest.approx(m["test_audience_share_keep_95pct"], abs=1e-9)
+    assert choice.population == m["test_n"]
+    assert choice.oracle_audience_share == pytest.approx(
+        m["oracle_audience_share_keep_95pct"], abs=0.01
+    )
+    assert choice.audience_share <= 1.2 * choice.oracle_audience_share
+
+
 def test_calibrated_on_the_test_period(first) -> None:
     m = first.metrics
     # the overall rate is reproduced, and most deciles sit within 2 standard errors

@@ -298,7 +298,8 @@ def train_clv(
         raise ValueError(f"horizon_days must be >= 1, got {horizon}")
     data = Path(data) if data is not None else settings.resolved_data_dir
     prepared = prepare_shop(data, settings, config)
-    require(MODEL, prepared.profile, str(data))
+    if prepared.profile is not None:
+        require(MODEL, prepared.profile, str(data))
     start, end = prepared.data_range
     try:
         plan = plan_backtest(end, horizon, config, data_start=start)

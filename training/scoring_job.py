@@ -53,6 +53,7 @@ from training.backtest import BacktestConfig, BacktestPlan, plan_backtest
 from training.requirements import DataProfile, require, too_short
 from training.result import TrainingResult
 from training.seasonality import IntensityShift, SeasonalPlan, plan_seasonal, seasonal_shift
+from training.threshold_curve import threshold_curve
 from training.window import data_range as data_range  # re-exported (tests, notebooks)
 from training.window import training_window
 
@@ -1037,7 +1038,15 @@ def run_scoring_job(
                 out / "feature_importance.csv"
             )
             M.gain_curve(ev.y_test, ev.scores["model"]).to_csv(out / "gain_curve.csv", index=False)
-            for f in ("calibration_test.csv", "feature_importance.csv", "gain_curve.csv"):
+            threshold_curve(ev.y_test, ev.scores["model"], ev.scores.get("oracle")).to_csv(
+                out / "threshold_curve.csv", index=False
+            )
+            for f in (
+                "calibration_test.csv",
+                "feature_importance.csv",
+                "gain_curve.csv",
+                "threshold_curve.csv",
+            ):
                 mlflow.log_artifact(str(out / f), artifact_path="evaluation")
             X_te, _ = frames.xy("test")
             log_scorer(ev.scorer, X_te.head(5), name="model", workdir=out)

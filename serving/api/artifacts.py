@@ -234,7 +234,7 @@ def load_artifacts(settings: Settings) -> Artifacts:
         art.problems[RECOMMENDER] = "no rule context: " + art.problems.get(SHOP, "")
 
     if art.scores is not None and customers is not None:
-        art.audience = AudienceIndex(customers, art.scores, settings.phone_country_code)
+        art.audience = AudienceIndex(customers, art.scores, settings.phone_default_region)
     else:
         missing = [k for k in (SCORES, SHOP) if k in art.problems]
         art.problems[AUDIENCE] = "needs " + " and ".join(missing)
