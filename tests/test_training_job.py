@@ -270,6 +270,14 @@ def test_registry_champion_and_challenger(first, second, shop_dir, settings, cac
     assert int(client.get_model_version_by_alias("klantbeeld-churn", "champion").version) == 3
 
 
+def test_log_register_seconds_is_in_the_run(first) -> None:
+    run = mlflow.MlflowClient().get_run(first.run_id)
+    assert run.data.metrics["log_register_seconds"] == pytest.approx(
+        first.metrics["log_register_seconds"]
+    )
+    assert 0.0 < first.metrics["log_register_seconds"] < first.seconds
+
+
 def test_champion_loads_as_pyfunc_and_predicts(first, frames) -> None:
     model = mlflow.pyfunc.load_model("models:/klantbeeld-churn@champion")
     sig = model.metadata.get_input_schema().input_names()
@@ -296,8 +304,20 @@ def test_batch_scores_every_customer(first, conversion, shop, shop_dir, settings
     test = frames.test.set_index(c.CUSTOMER_ID)
     scored = table.set_index(c.CUSTOMER_ID).loc[test.index, "churn_score"]
     assert M.roc_auc(test[LABEL], scored) == pytest.approx(first.metrics["test_roc_auc"])
-    ups = table["churn_top_up"]
-    assert ups.map(len).max() == 3 and ups.map(len).min() >= 0
+    from models.base import TOP_DOWN, TOP_UP
+    from models.pyfunc import unwrap_scorer
+
+    ups, downs = table["churn_top_up"], table["churn_top_down"]
+    assert ups.map(len).max() == 3 and ups.map(len).between(0, 3).all()
+    named = set(frames.features)
+    assert all(set(u) <= named and not set(u) & set(d) for u, d in zip(ups, downs, strict=True))
+    # the stored explanations are the champion's own, customer by customer
+    champion = unwrap_scorer(mlflow.pyfunc.load_model("models:/klantbeeld-churn@champion"))
+    rows = frames.test.head(200)
+    want = champion.explain(rows[frames.features], k=3)
+    stored = table.set_index(c.CUSTOMER_ID).loc[rows[c.CUSTOMER_ID]]
+    assert [list(u) for u in stored["churn_top_up"]] == want[TOP_UP].tolist()
+    assert [list(d) for d in stored["churn_top_down"]] == want[TOP_DOWN].tolist()
     assert path.name == f"customer_scores_as_of={as_of:%Y-%m-%d}.parquet"
     assert not list(path.parent.glob(".*tmp"))  # atomic write left no temp file
     assert pd.api.types.is_datetime64_any_dtype(table["as_of"])

@@ -1034,7 +1034,11 @@ def run_scoring_job(
     version = registry.register_challenger(run_id, task.name)
     decision = registry.promote_if_better(task.name, version, PRIMARY_METRIC, force=force)
     secs = time.perf_counter() - t0
+    # measured once the run is closed and registered, so logged to it afterwards
     ev.metrics["log_register_seconds"] = time.perf_counter() - t_log
+    mlflow.MlflowClient().log_metric(
+        run_id, "log_register_seconds", ev.metrics["log_register_seconds"]
+    )
     log.info(
         "%s: test ROC-AUC %.4f, version %d, %s (%.1fs)",
         task.name,
