@@ -229,7 +229,12 @@ def train_recommender(
     -------
     RecommenderResult
     """
-    shop = open_shop(data or settings.resolved_data_dir, lenient=settings.lenient)
+    shop = open_shop(
+        data or settings.resolved_data_dir,
+        lenient=settings.lenient,
+        threads=settings.threads,
+        backend=settings.feature_backend,
+    )
     ids = id_map_from_shop(shop)
     items = shop.items.to_pandas()
     events = load_events(shop)
