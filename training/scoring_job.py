@@ -48,10 +48,10 @@ from models.churn import ChurnModel
 from models.conversion_intent import ConversionIntentModel
 from models.inputs import model_inputs, replenishment_manifest
 from models.lgbm import GradientBoostedScorer
+from models.seasonality import IntensityShift, SeasonalPlan, plan_seasonal, seasonal_shift
 from training import metrics as M
 from training.backtest import BacktestConfig, BacktestPlan, plan_backtest
 from training.result import TrainingResult
-from training.seasonality import IntensityShift, SeasonalPlan, plan_seasonal, seasonal_shift
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class BinaryTask:
     label_is_purchase : bool
         True when label 1 means a purchase in the horizon (conversion intent), False when
         it means none (churn); the form of the seasonal adjustment depends on it
-        (:func:`training.seasonality.adjust`).
+        (:func:`models.seasonality.adjust`).
     """
 
     name: str
@@ -365,7 +365,7 @@ class BacktestFrames:
     ``customer_id``, the feature columns and ``label``. ``snapshot_seconds`` is the
     time of the whole assembly (snapshots, labels, joins), ``labels_seconds`` the part
     spent on labels. ``seasonal`` holds the frames at the cutoffs of a seasonal
-    adjustment (keys ``reference``, ``test``, ``deploy``; :mod:`training.seasonality`),
+    adjustment (keys ``reference``, ``test``, ``deploy``; :mod:`models.seasonality`),
     or None.
     """
 
@@ -594,7 +594,7 @@ def seasonal_shifts(
 ) -> tuple[IntensityShift, IntensityShift] | None:
     """The seasonal adjustments of a fitted scorer for the test period and for deployment.
 
-    Measured on ``frames.seasonal`` (the lagged cutoffs, :mod:`training.seasonality`) with
+    Measured on ``frames.seasonal`` (the lagged cutoffs, :mod:`models.seasonality`) with
     the scorer's calibrated probabilities.
 
     Returns
