@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PyFuncModel, PythonModel
 
@@ -64,17 +63,13 @@ def log_repurchase_model(
     -------
     mlflow.models.model.ModelInfo
     """
-    import lightgbm
     from mlflow.models import infer_signature
+
+    from models.pyfunc import model_code_paths, pinned_requirements
 
     example = input_example[model.feature_names_].reset_index(drop=True)
     signature = infer_signature(example, model.predict_frame(example))
-    pip = [
-        f"mlflow=={mlflow.__version__}",
-        f"lightgbm=={lightgbm.__version__}",
-        f"pandas=={pd.__version__}",
-        f"numpy=={np.__version__}",
-    ]
+    pip = pinned_requirements("lightgbm", "scipy", "pandas", "numpy")
     with tempfile.TemporaryDirectory() as tmp:
         path = model.save(Path(tmp) / MODEL_ARTIFACT)
         return mlflow.pyfunc.log_model(
@@ -84,6 +79,7 @@ def log_repurchase_model(
             signature=signature,
             input_example=example,
             pip_requirements=pip,
+            code_paths=model_code_paths(),
         )
 
 

@@ -288,6 +288,55 @@ def test_champion_loads_as_pyfunc_and_predicts(first, frames) -> None:
     assert M.roc_auc(frames.test[LABEL], p) == pytest.approx(first.metrics["test_roc_auc"])
 
 
+#: Run by a fresh ``python -I`` in an empty folder: the repository is not on sys.path and
+#: the shared venv's editable-install finder for klantbeeld is switched off, so only the
+#: code the model ships (``code_paths``) can provide ``models``/``features``/``klantbeeld``.
+_FRESH_LOAD = """
+import importlib, sys
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in repr(f)]
+sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in repr(h)]
+sys.path_importer_cache.clear()
+for name in ("klantbeeld", "models", "features", "training", "serving"):
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        continue
+    raise SystemExit(f"{name} is importable before the model is loaded")
+import mlflow, numpy as np, pandas as pd
+model = mlflow.pyfunc.load_model("models:/klantbeeld-churn@champion")
+p = model.predict(pd.read_parquet(sys.argv[1]))
+np.save(sys.argv[2], np.asarray(p, dtype=np.float64))
+print("loaded from", sys.modules["models"].__file__)
+"""
+
+
+def test_champion_loads_and_predicts_without_the_repository(first, frames, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    X = frames.test.drop(columns=[LABEL, "cutoff"], errors="ignore").head(300)
+    X.to_parquet(tmp_path / "x.parquet")
+    here = mlflow.pyfunc.load_model("models:/klantbeeld-churn@champion").predict(X)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = mlflow.get_tracking_uri()
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", _FRESH_LOAD, str(tmp_path / "x.parquet"), "p.npy"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the model's own code folder, not this checkout
+    shipped = proc.stdout.strip().rsplit(" ", 1)[-1]
+    assert "/code/models/" in shipped and not shipped.startswith(str(Path.cwd()))
+    np.testing.assert_array_equal(np.load(cwd / "p.npy"), here)
+
+
 def test_batch_scores_every_customer(first, conversion, shop, shop_dir, settings, frames) -> None:
     from training.batch_score import score_customers
 
