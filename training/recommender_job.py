@@ -266,7 +266,7 @@ def _repurchase_pairs(settings, shop, as_of: datetime) -> pd.DataFrame | None:
     uri = tracking_uri(settings)
     if is_local_store(uri) and not Path(uri.removeprefix("sqlite:///")).is_file():
         return None
-    from serving.in_market import repurchase_table
+    from training.repurchase_scores import repurchase_table
 
     try:
         scores = repurchase_table(settings, as_of, shop=shop)
