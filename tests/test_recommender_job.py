@@ -16,6 +16,16 @@ from models.recommender.next_best import NextBestOffers
 from training.recommender_job import target_matrix, train_recommender
 
 
+def small_settings(home: Path) -> Settings:
+    """A fast recommender (few factors, iterations and ranker rounds) under ``home``."""
+    return Settings(
+        home=home,
+        recommender_als_factors=8,
+        recommender_als_iterations=5,
+        recommender_ranker_estimators=30,
+    )
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shop")
@@ -26,12 +36,7 @@ def shop(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def result(shop, tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    settings = Settings(
-        home=home,
-        recommender_als_factors=8,
-        recommender_als_iterations=5,
-        recommender_ranker_estimators=30,
-    )
+    settings = small_settings(home)
     return train_recommender(settings, shop, log_to_mlflow=False, out=home / "nbo"), settings
 
 
@@ -105,12 +110,7 @@ def test_mlflow_run_goes_to_the_project_store(shop, tmp_path, monkeypatch):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    settings = Settings(
-        home=tmp_path / "home",
-        recommender_als_factors=8,
-        recommender_als_iterations=5,
-        recommender_ranker_estimators=30,
-    )
+    settings = small_settings(tmp_path / "home")
     res = train_recommender(settings, shop, use_repurchase_model=False)
     assert list(cwd.iterdir()) == []
     client = mlflow.MlflowClient()
@@ -128,12 +128,7 @@ def test_logged_recommender_is_portable(shop, tmp_path):
     """Signature, pinned requirements without klantbeeld, and the code it needs."""
     import mlflow
 
-    settings = Settings(
-        home=tmp_path / "home",
-        recommender_als_factors=8,
-        recommender_als_iterations=5,
-        recommender_ranker_estimators=30,
-    )
+    settings = small_settings(tmp_path / "home")
     res = train_recommender(settings, shop, use_repurchase_model=False)
     local = Path(mlflow.artifacts.download_artifacts(f"runs:/{res.run_id}/model"))
     info = mlflow.models.get_model_info(str(local))
