@@ -22,9 +22,32 @@ import ibis
 from features import contract as c
 from features.sources import TableSource, find_sources
 from features.validation import ValidationReport, validate_and_type
-from klantbeeld.errors import DataContractError, Violation
+from klantbeeld.errors import ConfigError, DataContractError, Violation
 
 log = logging.getLogger(__name__)
+
+#: Ibis backends that compute feature snapshots (``KLANTBEELD_FEATURE_BACKEND``).
+SUPPORTED_BACKENDS = ("duckdb",)
+
+
+def check_backend(backend: str) -> None:
+    """Refuse a feature backend klantbeeld cannot run.
+
+    Parameters
+    ----------
+    backend : str
+        ``settings.feature_backend``.
+
+    Raises
+    ------
+    ConfigError
+        ``backend`` is not one of :data:`SUPPORTED_BACKENDS`.
+    """
+    if backend not in SUPPORTED_BACKENDS:
+        raise ConfigError(
+            f"feature backend {backend!r} is not supported (KLANTBEELD_FEATURE_BACKEND); "
+            f"expected one of {', '.join(SUPPORTED_BACKENDS)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -108,6 +131,7 @@ def open_shop(
     lenient: bool = False,
     now: datetime | None = None,
     threads: int | None = None,
+    backend: str = "duckdb",
 ) -> Shop:
     """Load and validate a shop from a folder of Parquet/CSV files or a DuckDB file.
 
@@ -128,6 +152,9 @@ def open_shop(
         current UTC time.
     threads : int, optional
         DuckDB worker threads; default all cores.
+    backend : str, default "duckdb"
+        Ibis backend computing the features (``settings.feature_backend``); only
+        ``"duckdb"`` is supported.
 
     Returns
     -------
@@ -136,10 +163,13 @@ def open_shop(
 
     Raises
     ------
+    ConfigError
+        ``backend`` is not ``"duckdb"``.
     DataContractError
         The source is missing, a table or column is missing, a column has the wrong
         type, or (strict mode) any row breaks the contract.
     """
+    check_backend(backend)
     source = Path(path)
     now = (now or datetime.now(UTC)).replace(tzinfo=None)
     sources, missing = find_sources(source)

@@ -1074,6 +1074,7 @@ def compute_features(
     *,
     lenient: bool = False,
     threads: int | None = None,
+    backend: str = "duckdb",
 ) -> Snapshot:
     """Open the shop in ``data``, build the snapshot at ``as_of`` and optionally write it.
 
@@ -1091,12 +1092,14 @@ def compute_features(
         Skip and count rows that break the data contract instead of failing.
     threads : int, optional
         DuckDB threads; default all cores.
+    backend : str, default "duckdb"
+        Ibis backend (``settings.feature_backend``); only ``"duckdb"`` is supported.
 
     Returns
     -------
     Snapshot
     """
-    shop = open_shop(data, lenient=lenient, threads=threads)
+    shop = open_shop(data, lenient=lenient, threads=threads, backend=backend)
     snapshot = build_snapshot(shop, as_of)
     if out is not None:
         path = write_snapshot(snapshot, out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -75,8 +75,18 @@ def parse_as_of(text: str) -> datetime:
     except ValueError:
         raise typer.BadParameter(f"expected a date YYYY-MM-DD, got {text!r}") from None
     if value.tzinfo is not None:
-        value = value.astimezone(tz=None).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value
+
+
+def parse_date(text: str, option: str) -> date:
+    """Parse ``YYYY-MM-DD`` given to ``option``; a clear usage error otherwise."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected a date YYYY-MM-DD, got {text!r}", param_hint=option
+        ) from None
 
 
 DataOpt = Annotated[
@@ -107,13 +117,14 @@ def demo_data(
     """Generate the synthetic demo shop (with hidden truth for oracle comparisons)."""
     from features.demo_shop import generate_demo_shop
 
+    end_day = parse_date(end, "--end")
     settings = get_settings()
     target = out_dir or settings.home / "demo-shop"
     summary = generate_demo_shop(
         target,
         n_customers=customers,
         seed=seed,
-        end=date.fromisoformat(end),
+        end=end_day,
         days=days,
         show_progress=True,
     )
@@ -128,7 +139,12 @@ def validate(data: DataOpt = None, lenient: LenientOpt = False) -> None:
     from features.shop import open_shop
 
     settings = _settings(data, lenient)
-    shop = open_shop(settings.resolved_data_dir, lenient=settings.lenient, threads=settings.threads)
+    shop = open_shop(
+        settings.resolved_data_dir,
+        lenient=settings.lenient,
+        threads=settings.threads,
+        backend=settings.feature_backend,
+    )
     out.print(f"[green]valid[/]: {shop.source}")
     out.print(shop.report.summary())
     out.print(
@@ -152,7 +168,12 @@ def features(
     settings = _settings(data, lenient)
     target = out_dir or settings.features_dir
     snapshot = compute_features(
-        settings.resolved_data_dir, parse_as_of(as_of), target, lenient=settings.lenient
+        settings.resolved_data_dir,
+        parse_as_of(as_of),
+        target,
+        lenient=settings.lenient,
+        threads=settings.threads,
+        backend=settings.feature_backend,
     )
     out.print(
         f"snapshot at {snapshot.as_of:%Y-%m-%d}: {len(snapshot.customer):,} customers × "
@@ -365,9 +386,10 @@ def recommend(
     customers: Annotated[
         str, typer.Option(help="'all', or a file with one customer_id per line (or CSV column).")
     ] = "all",
-    out_file: Annotated[Path, typer.Option("--out", help="Output file.")] = Path(
-        "var/exports/recommendations.ndjson"
-    ),
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output file (default: <home>/exports/recommendations.ndjson)."),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="ndjson or csv.")] = "ndjson",
     data: DataOpt = None,
     include_not_eligible: Annotated[
@@ -387,11 +409,12 @@ def recommend(
 
     if fmt not in ("ndjson", "csv"):
         raise typer.BadParameter(f"--format must be ndjson or csv, got {fmt!r}")
+    settings = _settings(data)
     summary = run_recommend(
-        _settings(data),
+        settings,
         placement,
         "all" if customers == "all" else Path(customers),
-        out_file,
+        out_file or settings.home / "exports" / "recommendations.ndjson",
         fmt,  # type: ignore[arg-type]
         model_path=model_path,
         include_not_eligible=include_not_eligible,

@@ -10,8 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from klantbeeld.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -221,5 +223,31 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the process-wide settings, read once from the environment."""
-    return Settings()
+    """Return the process-wide settings, read once from the environment.
+
+    Returns
+    -------
+    Settings
+
+    Raises
+    ------
+    ConfigError
+        A ``KLANTBEELD_*`` variable has a value the settings refuse; the message names
+        each variable, the value given and what was expected.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_settings_error(exc)) from None
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line per refused setting: ``KLANTBEELD_<NAME>=<value>: <what was expected>``."""
+    lines = ["invalid settings:"]
+    for e in exc.errors():
+        if e["loc"]:
+            name = "KLANTBEELD_" + "__".join(str(p) for p in e["loc"]).upper()
+            lines.append(f"  - {name}={e.get('input')!r}: {e['msg']}")
+        else:
+            lines.append(f"  - {e['msg']}")
+    return "\n".join(lines)

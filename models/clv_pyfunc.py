@@ -62,14 +62,14 @@ def log_clv_model(model: CLVModel, input_example: pd.DataFrame, name: str = "mod
     from mlflow.models import infer_signature
 
     from models.clv import ORDERS
-    from models.pyfunc import pinned_requirements
+    from models.pyfunc import model_code_paths, pinned_requirements
 
     cols = list(dict.fromkeys([*model.feature_names_, ORDERS]))
     example = input_example[cols].reset_index(drop=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # integer-column hint: counts are ints
         signature = infer_signature(example, model.predict_frame(example))
-    pip = pinned_requirements("lightgbm", "pandas", "numpy")
+    pip = pinned_requirements("lightgbm", "scipy", "pandas", "numpy")
     with tempfile.TemporaryDirectory() as tmp:
         path = model.save(Path(tmp) / MODEL_ARTIFACT)
         return mlflow.pyfunc.log_model(
@@ -79,6 +79,7 @@ def log_clv_model(model: CLVModel, input_example: pd.DataFrame, name: str = "mod
             signature=signature,
             input_example=example,
             pip_requirements=pip,
+            code_paths=model_code_paths(),  # loads without the repository (issue #15)
         )
 
 

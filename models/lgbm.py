@@ -15,6 +15,8 @@ import pandas as pd
 
 from klantbeeld.atomic import atomic_directory
 from models.base import TOP_DOWN, TOP_UP, Scorer, check_xy, top_k_names
+from models.calibration import Calibrator, choose_calibrator
+from models.seasonality import IntensityShift
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ class GradientBoostedScorer(Scorer):
     Attributes
     ----------
     booster_ : lightgbm.Booster
-    calibrator_ : training.calibration.Calibrator
+    calibrator_ : models.calibration.Calibrator
     calibration_brier_ : dict[str, float]
         Cross-fitted validation Brier score of each calibration method.
     best_iteration_ : int
@@ -115,9 +117,9 @@ class GradientBoostedScorer(Scorer):
         on: from the early-stopped model, or cross-fitted with ``refit``. Not saved.
     feature_names_ : list[str]
         The numeric columns of the training frame (strings/categoricals are ignored).
-    seasonal_shift_ : training.seasonality.IntensityShift or None
+    seasonal_shift_ : models.seasonality.IntensityShift or None
         Seasonal adjustment applied by :meth:`predict_proba` after calibration; None after
-        :meth:`fit` (the training job sets it, see :mod:`training.seasonality`).
+        :meth:`fit` (the training job sets it, see :mod:`models.seasonality`).
     """
 
     DEFAULTS: ClassVar[dict[str, Any]] = {}
@@ -151,8 +153,6 @@ class GradientBoostedScorer(Scorer):
         """Fit trees on ``(X, y)`` with early stopping on, and calibration fitted to,
         ``(X_valid, y_valid)``. See :class:`models.base.Scorer`."""
         import lightgbm as lgb
-
-        from training.calibration import choose_calibrator
 
         y_arr = check_xy(X, y, "X")
         yv_arr = check_xy(X_valid, y_valid, "X_valid")
@@ -318,9 +318,6 @@ class GradientBoostedScorer(Scorer):
     def load(cls, path: Path) -> Self:
         """Read a model written by :meth:`save`."""
         import lightgbm as lgb
-
-        from training.calibration import Calibrator
-        from training.seasonality import IntensityShift
 
         path = Path(path)
         meta = json.loads((path / META_FILE).read_text())

@@ -26,6 +26,51 @@ log = logging.getLogger(__name__)
 SCORER_ARTIFACT = "scorer"
 SCORER_CLASSES: dict[str, type[Scorer]] = {}
 
+#: The import packages of this repository that a logged pyfunc model imports when it
+#: loads (``models`` and what it imports). They ship with the model as ``code_paths``,
+#: so it loads where klantbeeld is not installed (``mlflow models serve`` on a machine
+#: that has only the registry). ``models`` must not import ``training`` or ``serving``.
+CODE_PACKAGES = ("models", "features", "klantbeeld")
+
+
+def model_code_paths() -> list[str]:
+    """Folders of :data:`CODE_PACKAGES`, for ``mlflow.pyfunc.log_model(code_paths=...)``.
+
+    Returns
+    -------
+    list of str
+        One absolute package folder per name; MLflow copies each under the model's
+        ``code/`` folder and puts that folder first on ``sys.path`` when it loads.
+    """
+    import importlib
+
+    out = []
+    for name in CODE_PACKAGES:
+        init = importlib.import_module(name).__file__
+        if init is None:
+            raise ValueError(f"package {name!r} has no __init__.py to ship with the model")
+        out.append(str(Path(init).parent))
+    return out
+
+
+def pinned_requirements(*distributions: str) -> list[str]:
+    """``name==version`` of ``mlflow`` and each distribution, as installed here.
+
+    Parameters
+    ----------
+    *distributions : str
+        PyPI distribution names the model imports when it loads (``"lightgbm"``, ...).
+
+    Returns
+    -------
+    list of str
+        ``pip_requirements`` of a logged model; klantbeeld itself is never listed (its
+        code ships as :func:`model_code_paths`).
+    """
+    from importlib.metadata import version
+
+    return [f"mlflow=={mlflow.__version__}", *(f"{d}=={version(d)}" for d in distributions)]
+
 
 def _scorer_class(name: str) -> type[Scorer]:
     from models.baselines import LogisticBaseline, RFMBaseline
@@ -76,14 +121,6 @@ class ScorerPyfunc(PythonModel):
         return scorer.predict_proba(model_input)
 
 
-def pinned_requirements(*distributions: str) -> list[str]:
-    """``name==version`` of mlflow and of each installed distribution named, in that order:
-    the ``pip_requirements`` of a logged klantbeeld pyfunc model."""
-    from importlib.metadata import version
-
-    return [f"{d}=={version(d)}" for d in ("mlflow", *distributions)]
-
-
 def log_scorer(
     scorer: Scorer,
     input_example: pd.DataFrame,
@@ -115,7 +152,7 @@ def log_scorer(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # integer-column hint: counts are ints
         signature = infer_signature(example, scorer.predict_proba(example))
-    pip = pinned_requirements("lightgbm", "scikit-learn", "pandas", "numpy")
+    pip = pinned_requirements("lightgbm", "scikit-learn", "scipy", "pandas", "numpy")
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(tmp) / SCORER_ARTIFACT
         scorer.save(path)
@@ -126,6 +163,7 @@ def log_scorer(
             signature=signature,
             input_example=example,
             pip_requirements=pip,
+            code_paths=model_code_paths(),
         )
 
 

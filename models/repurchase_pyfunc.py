@@ -65,11 +65,11 @@ def log_repurchase_model(
     """
     from mlflow.models import infer_signature
 
-    from models.pyfunc import pinned_requirements
+    from models.pyfunc import model_code_paths, pinned_requirements
 
     example = input_example[model.feature_names_].reset_index(drop=True)
     signature = infer_signature(example, model.predict_frame(example))
-    pip = pinned_requirements("lightgbm", "pandas", "numpy")
+    pip = pinned_requirements("lightgbm", "scipy", "pandas", "numpy")
     with tempfile.TemporaryDirectory() as tmp:
         path = model.save(Path(tmp) / MODEL_ARTIFACT)
         return mlflow.pyfunc.log_model(
@@ -79,6 +79,7 @@ def log_repurchase_model(
             signature=signature,
             input_example=example,
             pip_requirements=pip,
+            code_paths=model_code_paths(),
         )
 
 

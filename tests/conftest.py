@@ -25,3 +25,14 @@ def _isolate_mlflow_store() -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """``get_settings`` is cached per process: a CLI test that ran earlier in the same
+    worker would otherwise hand its settings (say ``KLANTBEELD_HOME``) to the next one."""
+    from klantbeeld.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from features import contract as c
-from serving.in_market import RepurchaseScores
 from training.batch_score import REPURCHASE, SCORED_MODELS, repurchase_columns
+from training.repurchase_scores import RepurchaseScores
 
 
 def _scores(version: str = "3") -> RepurchaseScores:

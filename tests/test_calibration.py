@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.calibration import Calibrator, choose_calibrator
+from models.calibration import Calibrator, choose_calibrator
 
 
 def _platt_data(n: int = 20000, a: float = 0.5, b: float = -1.0, seed: int = 0):

@@ -12,8 +12,9 @@ from features import contract as c
 from features.shop import open_shop
 from klantbeeld.settings import Settings
 from models.repurchase_timing import RepurchaseTimingModel
-from serving.in_market import RepurchaseScores, in_market, parse_iso_week, repurchase_table
+from serving.in_market import in_market, parse_iso_week
 from training.repurchase_job import labelled_pairs
+from training.repurchase_scores import RepurchaseScores, repurchase_table
 
 AS_OF = datetime(2026, 11, 2)  # a Monday: ISO week 2026-W45 is days 0..7 after it
 

@@ -131,3 +131,21 @@ def test_input_errors_name_the_argument() -> None:
         m.brier([0, 2], [0.5, 0.6])
     with pytest.raises(ValueError, match="keep"):
         m.audience_share_to_keep(Y, P, 0.0)
+
+
+def test_brier_and_log_loss_are_sklearns() -> None:
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 500)
+    p = rng.uniform(0.0, 1.0, 500)
+    assert m.brier(y, p) == skm.brier_score_loss(y, p)
+    assert m.log_loss(y, p) == skm.log_loss(y, p)
+    # one class only is still a valid evaluation of probabilities
+    assert m.log_loss([1, 1], [0.5, 0.25]) == pytest.approx(-(math.log(0.5) + math.log(0.25)) / 2)
+    # scores that are not probabilities are refused, not silently scored
+    for fn in (m.brier, m.log_loss):
+        with pytest.raises(ValueError, match="greater than 1"):
+            fn([0, 1], [0.2, 1.5])
+        with pytest.raises(ValueError, match="(less|lower) than 0"):
+            fn([0, 1], [-0.2, 0.5])

@@ -221,7 +221,11 @@ def test_candidate_block_rows_equal_ranked_candidates(shop, sources):
         want[["customer_id", "item_id", "source", "reason"]],
     )
     np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy(float))
-    assert got["reason"].str.startswith("similar_to:").any() or sources is not None
+    if sources is not None:
+        assert got["source"].isin(sources).all()
+    # item-to-item reasons come from item_knn exactly when that source is asked for
+    knn = sources is None or "item_knn" in sources
+    assert got["reason"].str.startswith("similar_to:").any() == knn
 
 
 def test_merge_lists_by_hand():

@@ -16,6 +16,16 @@ from models.recommender.next_best import NextBestOffers
 from training.recommender_job import target_matrix, train_recommender
 
 
+def small_settings(home: Path) -> Settings:
+    """A fast recommender (few factors, iterations and ranker rounds) under ``home``."""
+    return Settings(
+        home=home,
+        recommender_als_factors=8,
+        recommender_als_iterations=5,
+        recommender_ranker_estimators=30,
+    )
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shop")
@@ -26,12 +36,7 @@ def shop(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def result(shop, tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    settings = Settings(
-        home=home,
-        recommender_als_factors=8,
-        recommender_als_iterations=5,
-        recommender_ranker_estimators=30,
-    )
+    settings = small_settings(home)
     return train_recommender(settings, shop, log_to_mlflow=False, out=home / "nbo"), settings
 
 
@@ -94,3 +99,52 @@ def test_saved_offers_give_identical_candidates_and_unknown_customers_get_popula
         .str.match(r"^(for_you|bought_before|viewed|popular_in:.+|similar_to:.+)$")
         .all()
     )
+
+
+def test_mlflow_run_goes_to_the_project_store(shop, tmp_path, monkeypatch):
+    """On a fresh store nothing lands in ./mlruns of the working directory."""
+    import mlflow
+
+    from training.tracking import experiment_name
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    settings = small_settings(tmp_path / "home")
+    res = train_recommender(settings, shop, use_repurchase_model=False)
+    assert list(cwd.iterdir()) == []
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment_name("recommender"))
+    root = settings.artifact_root.as_uri()
+    assert exp.artifact_location.startswith(root)
+    run = client.get_run(res.run_id)
+    assert run.info.artifact_uri.startswith(root)
+    assert run.info.experiment_id == exp.experiment_id
+    assert res.version == 1 and res.promotion.promoted
+    assert run.data.tags["test_period"] == "2026-10-17/2026-10-31"
+
+
+def test_logged_recommender_is_portable(shop, tmp_path):
+    """Signature, pinned requirements without klantbeeld, and the code it needs."""
+    import mlflow
+
+    settings = small_settings(tmp_path / "home")
+    res = train_recommender(settings, shop, use_repurchase_model=False)
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{res.run_id}/model"))
+    info = mlflow.models.get_model_info(str(local))
+    assert info.signature.inputs.input_names() == [c.CUSTOMER_ID]
+    assert info.signature.outputs.input_names() == [
+        c.CUSTOMER_ID,
+        c.ITEM_ID,
+        "score",
+        "source",
+        "reason",
+    ]
+    assert info.signature.params.to_dict()[0]["name"] == "n"
+    reqs = (local / "requirements.txt").read_text().split()
+    assert not [r for r in reqs if r.split("==")[0] == "klantbeeld"]
+    assert {"implicit", "lightgbm", "mlflow"} <= {r.split("==")[0] for r in reqs}
+    assert {p.name for p in (local / "code").iterdir()} == {"models", "features", "klantbeeld"}
+    model = mlflow.pyfunc.load_model(f"models:/klantbeeld-recommender/{res.version}")
+    got = model.predict(pd.DataFrame({c.CUSTOMER_ID: ["C0000001", "nobody"]}), params={"n": 3})
+    assert got.groupby(c.CUSTOMER_ID).size().to_dict() == {"C0000001": 3, "nobody": 3}

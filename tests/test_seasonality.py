@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from models.churn import ChurnModel
-from training.seasonality import (
+from models.seasonality import (
     IntensityShift,
     adjust,
     fit_log_multiplier,

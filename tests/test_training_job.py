@@ -286,6 +286,14 @@ def test_registry_champion_and_challenger(first, second, shop_dir, settings, cac
     assert int(client.get_model_version_by_alias("klantbeeld-churn", "champion").version) == 3
 
 
+def test_log_register_seconds_is_in_the_run(first) -> None:
+    run = mlflow.MlflowClient().get_run(first.run_id)
+    assert run.data.metrics["log_register_seconds"] == pytest.approx(
+        first.metrics["log_register_seconds"]
+    )
+    assert 0.0 < first.metrics["log_register_seconds"] < first.seconds
+
+
 def test_champion_loads_as_pyfunc_and_predicts(first, frames) -> None:
     model = mlflow.pyfunc.load_model("models:/klantbeeld-churn@champion")
     sig = model.metadata.get_input_schema().input_names()
@@ -294,6 +302,55 @@ def test_champion_loads_as_pyfunc_and_predicts(first, frames) -> None:
     p = model.predict(X)  # the full snapshot frame: ids and categoricals are ignored
     assert p.shape == (len(X),)
     assert M.roc_auc(frames.test[LABEL], p) == pytest.approx(first.metrics["test_roc_auc"])
+
+
+#: Run by a fresh ``python -I`` in an empty folder: the repository is not on sys.path and
+#: the shared venv's editable-install finder for klantbeeld is switched off, so only the
+#: code the model ships (``code_paths``) can provide ``models``/``features``/``klantbeeld``.
+_FRESH_LOAD = """
+import importlib, sys
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in repr(f)]
+sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in repr(h)]
+sys.path_importer_cache.clear()
+for name in ("klantbeeld", "models", "features", "training", "serving"):
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        continue
+    raise SystemExit(f"{name} is importable before the model is loaded")
+import mlflow, numpy as np, pandas as pd
+model = mlflow.pyfunc.load_model("models:/klantbeeld-churn@champion")
+p = model.predict(pd.read_parquet(sys.argv[1]))
+np.save(sys.argv[2], np.asarray(p, dtype=np.float64))
+print("loaded from", sys.modules["models"].__file__)
+"""
+
+
+def test_champion_loads_and_predicts_without_the_repository(first, frames, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    X = frames.test.drop(columns=[LABEL, "cutoff"], errors="ignore").head(300)
+    X.to_parquet(tmp_path / "x.parquet")
+    here = mlflow.pyfunc.load_model("models:/klantbeeld-churn@champion").predict(X)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = mlflow.get_tracking_uri()
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", _FRESH_LOAD, str(tmp_path / "x.parquet"), "p.npy"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the model's own code folder, not this checkout
+    shipped = proc.stdout.strip().rsplit(" ", 1)[-1]
+    assert "/code/models/" in shipped and not shipped.startswith(str(Path.cwd()))
+    np.testing.assert_array_equal(np.load(cwd / "p.npy"), here)
 
 
 def test_batch_scores_every_customer(first, conversion, shop, shop_dir, settings, frames) -> None:
@@ -312,8 +369,20 @@ def test_batch_scores_every_customer(first, conversion, shop, shop_dir, settings
     test = frames.test.set_index(c.CUSTOMER_ID)
     scored = table.set_index(c.CUSTOMER_ID).loc[test.index, "churn_score"]
     assert M.roc_auc(test[LABEL], scored) == pytest.approx(first.metrics["test_roc_auc"])
-    ups = table["churn_top_up"]
-    assert ups.map(len).max() == 3 and ups.map(len).min() >= 0
+    from models.base import TOP_DOWN, TOP_UP
+    from models.pyfunc import unwrap_scorer
+
+    ups, downs = table["churn_top_up"], table["churn_top_down"]
+    assert ups.map(len).max() == 3 and ups.map(len).between(0, 3).all()
+    named = set(frames.features)
+    assert all(set(u) <= named and not set(u) & set(d) for u, d in zip(ups, downs, strict=True))
+    # the stored explanations are the champion's own, customer by customer
+    champion = unwrap_scorer(mlflow.pyfunc.load_model("models:/klantbeeld-churn@champion"))
+    rows = frames.test.head(200)
+    want = champion.explain(rows[frames.features], k=3)
+    stored = table.set_index(c.CUSTOMER_ID).loc[rows[c.CUSTOMER_ID]]
+    assert [list(u) for u in stored["churn_top_up"]] == want[TOP_UP].tolist()
+    assert [list(d) for d in stored["churn_top_down"]] == want[TOP_DOWN].tolist()
     assert path.name == f"customer_scores_as_of={as_of:%Y-%m-%d}.parquet"
     assert not list(path.parent.glob(".*tmp"))  # atomic write left no temp file
     assert pd.api.types.is_datetime64_any_dtype(table["as_of"])

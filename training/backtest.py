@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from training.seasonality import Mode
+from models.seasonality import Mode
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class BacktestConfig:
         more; at or below it, on every customer, reusing that cutoff's snapshot.
     seasonal_adjustment : {"auto", "on", "off"}
         Seasonal adjustment of the calibrated probabilities, measured one
-        ``seasonal_lag_days`` earlier (:mod:`training.seasonality`); ``auto`` applies it to
+        ``seasonal_lag_days`` earlier (:mod:`models.seasonality`); ``auto`` applies it to
         horizons of 28 days or more when the data reaches back far enough.
     seasonal_lag_days : int
         Lag of that comparison, days (364: the same weekdays a year earlier).

@@ -5,9 +5,10 @@ the champion (registry alias ``champion``) of each binary model, and writes one 
 row per customer: ``customer_id``, ``as_of`` and per model ``<model>_score`` (calibrated
 probability), ``<model>_model_version`` and ``<model>_top_up`` / ``<model>_top_down``
 (up to 3 feature names pushing the score up / down). With a repurchase-timing champion it
-adds, from :func:`serving.in_market.repurchase_table`, ``repurchase_timing_score`` (probability
-that the customer's next order of anything bought before falls within the model's horizon;
-0 for customers with no repurchasable history), ``repurchase_timing_model_version``,
+adds, from :func:`training.repurchase_scores.repurchase_table`, ``repurchase_timing_score``
+(probability that the customer's next order of anything bought before falls within the
+model's horizon; 0 for customers with no repurchasable history),
+``repurchase_timing_model_version``,
 ``repurchase_timing_expected_days`` (days after T, NaN without history) and
 ``repurchase_timing_next_item`` (the item or category most likely bought within the
 horizon) with ``repurchase_timing_top_up`` / ``_top_down`` (up to 3 features pushing that
@@ -37,6 +38,8 @@ from klantbeeld.errors import NotTrainedError
 from klantbeeld.settings import Settings, get_settings
 from models.base import TOP_DOWN, TOP_UP
 from models.inputs import model_inputs
+from training.repurchase_scores import load_champion as load_repurchase_champion
+from training.repurchase_scores import repurchase_table
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ def repurchase_columns(scores: Any, ids: np.ndarray, model: Any = None) -> dict[
 
     Parameters
     ----------
-    scores : serving.in_market.RepurchaseScores
+    scores : training.repurchase_scores.RepurchaseScores
         Pair and customer scores at the same cutoff.
     ids : numpy.ndarray
         Customer ids of the output rows.
@@ -200,10 +203,8 @@ def score_customers(
     champions = load_champions([m for m in models if m not in (REPURCHASE, CLV)])
     repurchase = None
     if REPURCHASE in models:
-        from serving.in_market import load_champion
-
         try:
-            repurchase = load_champion()
+            repurchase = load_repurchase_champion()
         except NotTrainedError:
             log.warning("no champion for %s; its columns are left out", REPURCHASE)
     clv = None
@@ -221,8 +222,6 @@ def score_customers(
     inputs = model_inputs(snap)
     table = score_frame(inputs, champions)
     if repurchase is not None:
-        from serving.in_market import repurchase_table
-
         model, level, version = repurchase
         scores = repurchase_table(settings, as_of, snapshot=snap, model=model, level=level)
         scores = dataclasses.replace(scores, model_version=version)

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-EPS = 1e-15
 _DRAW_BLOCK = 4_000_000
 
 
@@ -52,16 +51,22 @@ def pr_auc(y, p) -> float:
 
 
 def brier(y, p) -> float:
-    """Mean squared error of probabilities ``p`` against outcomes ``y`` (0 is perfect)."""
+    """Mean squared error of probabilities ``p`` against outcomes ``y`` (0 is perfect).
+
+    :func:`sklearn.metrics.brier_score_loss`; ``p`` outside [0, 1] raises ``ValueError``.
+    """
     y, p = _check(y, p)
-    return float(np.mean((p - y) ** 2))
+    return float(skm.brier_score_loss(y, p, pos_label=1))
 
 
 def log_loss(y, p) -> float:
-    """Mean negative log-likelihood in nats; ``p`` clipped to [1e-15, 1 - 1e-15]."""
+    """Mean negative log-likelihood in nats.
+
+    :func:`sklearn.metrics.log_loss` (``p`` clipped to machine epsilon away from 0 and 1);
+    ``p`` outside [0, 1] raises ``ValueError``; ``y`` may hold one class only.
+    """
     y, p = _check(y, p)
-    q = np.clip(p, EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+    return float(skm.log_loss(y, p, labels=[0.0, 1.0]))
 
 
 def _blocks(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,6 @@ source alone, popularity and plain ALS are measured on the same test users.
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -234,7 +233,12 @@ def train_recommender(
     from training.window import training_window
 
     source = data or settings.resolved_data_dir
-    shop = open_shop(source, lenient=settings.lenient)
+    shop = open_shop(
+        source,
+        lenient=settings.lenient,
+        threads=settings.threads,
+        backend=settings.feature_backend,
+    )
     # with settings.train_as_of the shop is cut there: the test period ends at it
     shop, _ = training_window(shop, settings)
     require(MODEL, profile_shop(shop), str(source))
@@ -270,7 +274,7 @@ def _repurchase_pairs(settings, shop, as_of: datetime) -> pd.DataFrame | None:
     uri = tracking_uri(settings)
     if is_local_store(uri) and not Path(uri.removeprefix("sqlite:///")).is_file():
         return None
-    from serving.in_market import repurchase_table
+    from training.repurchase_scores import repurchase_table
 
     try:
         scores = repurchase_table(settings, as_of, shop=shop)
@@ -288,27 +292,21 @@ def _repurchase_pairs(settings, shop, as_of: datetime) -> pd.DataFrame | None:
 def _log(settings, result: RecommenderResult, nbo: NextBestOffers, data: Path) -> None:
     import mlflow
 
-    from models.recommender.pyfunc import NextBestOffersPyfunc
-    from training.registry import promote_if_better, register_challenger
-    from training.tracking import configure_mlflow, experiment_name
+    from models.recommender.pyfunc import log_next_best_offers
+    from training.registry import TEST_PERIOD_TAG, promote_if_better, register_challenger
+    from training.tracking import start_run
 
-    configure_mlflow(settings)
-    mlflow.set_experiment(experiment_name(MODEL))
     end = result.as_of + timedelta(days=settings.recommender_test_days)
-    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.set_tags({"test_period": end.date().isoformat(), "data": str(data)})
+    test_period = f"{result.as_of.date().isoformat()}/{end.date().isoformat()}"
+    tags = {TEST_PERIOD_TAG: test_period, "model": MODEL, "data": str(data)}
+    run_name = f"{MODEL}-{result.as_of.date().isoformat()}"
+    with start_run(MODEL, settings, run_name=run_name, tags=tags) as run:
         params = {k: v for k, v in nbo.get_params().items() if k != "event_weights"}
         params.update({f"weight_{k}": v for k, v in nbo.event_weights.items()})
         params.update({"ranker": result.ranker, "as_of": result.as_of.isoformat()})
         mlflow.log_params({k: str(v) for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if np.isfinite(v)})
-        folder = nbo.save(Path(tmp) / "nbo")
-        mlflow.pyfunc.log_model(
-            name="model",
-            python_model=NextBestOffersPyfunc(),
-            artifacts={"nbo": str(folder)},
-            pip_requirements=["klantbeeld"],
-        )
+        log_next_best_offers(nbo, nbo.ids_.users[:5].tolist())
         result.run_id = run.info.run_id
     result.version = register_challenger(result.run_id, MODEL)
     result.promotion = promote_if_better(MODEL, result.version, "test_recall_at_10")

@@ -48,11 +48,11 @@ from models.churn import ChurnModel
 from models.conversion_intent import ConversionIntentModel
 from models.inputs import model_inputs, replenishment_manifest
 from models.lgbm import GradientBoostedScorer
+from models.seasonality import IntensityShift, SeasonalPlan, plan_seasonal, seasonal_shift
 from training import metrics as M
 from training.backtest import BacktestConfig, BacktestPlan, plan_backtest
 from training.requirements import DataProfile, require, too_short
 from training.result import TrainingResult
-from training.seasonality import IntensityShift, SeasonalPlan, plan_seasonal, seasonal_shift
 from training.threshold_curve import threshold_curve
 from training.window import data_range as data_range  # re-exported (tests, notebooks)
 from training.window import training_window
@@ -115,7 +115,7 @@ class BinaryTask:
     label_is_purchase : bool
         True when label 1 means a purchase in the horizon (conversion intent), False when
         it means none (churn); the form of the seasonal adjustment depends on it
-        (:func:`training.seasonality.adjust`).
+        (:func:`models.seasonality.adjust`).
     """
 
     name: str
@@ -373,7 +373,7 @@ class BacktestFrames:
     ``customer_id``, the feature columns and ``label``. ``snapshot_seconds`` is the
     time of the whole assembly (snapshots, labels, joins), ``labels_seconds`` the part
     spent on labels. ``seasonal`` holds the frames at the cutoffs of a seasonal
-    adjustment (keys ``reference``, ``test``, ``deploy``; :mod:`training.seasonality`),
+    adjustment (keys ``reference``, ``test``, ``deploy``; :mod:`models.seasonality`),
     or None.
     """
 
@@ -602,7 +602,7 @@ def seasonal_shifts(
 ) -> tuple[IntensityShift, IntensityShift] | None:
     """The seasonal adjustments of a fitted scorer for the test period and for deployment.
 
-    Measured on ``frames.seasonal`` (the lagged cutoffs, :mod:`training.seasonality`) with
+    Measured on ``frames.seasonal`` (the lagged cutoffs, :mod:`models.seasonality`) with
     the scorer's calibrated probabilities.
 
     Returns
@@ -1055,7 +1055,11 @@ def run_scoring_job(
     version = registry.register_challenger(run_id, task.name)
     decision = registry.promote_if_better(task.name, version, PRIMARY_METRIC, force=force)
     secs = time.perf_counter() - t0
+    # measured once the run is closed and registered, so logged to it afterwards
     ev.metrics["log_register_seconds"] = time.perf_counter() - t_log
+    mlflow.MlflowClient().log_metric(
+        run_id, "log_register_seconds", ev.metrics["log_register_seconds"]
+    )
     log.info(
         "%s: test ROC-AUC %.4f, version %d, %s (%.1fs)",
         task.name,

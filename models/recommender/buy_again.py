@@ -161,7 +161,7 @@ def due_probability_matrix(
     Parameters
     ----------
     pairs : pd.DataFrame
-        Repurchase-timing scores (``serving.in_market.repurchase_table(...).pairs`` at item
+        Repurchase-timing scores (``training.repurchase_scores.repurchase_table(...).pairs`` at item
         level): ``customer_id, item_id, p_week_1 .. p_week_W``.
     ids : IdMap
         Positions of customers and items; pairs of unknown ids are dropped.

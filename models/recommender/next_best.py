@@ -294,7 +294,7 @@ class NextBestOffers:
         ----------
         pairs : pd.DataFrame
             Item-level repurchase scores at this object's ``as_of_``
-            (``serving.in_market.repurchase_table(...).pairs``: ``customer_id, item_id,
+            (``training.repurchase_scores.repurchase_table(...).pairs``: ``customer_id, item_id,
             p_week_1..``). Pairs it does not cover keep the cycle-ratio score.
         weeks : int, default 2
             "Due" = probability of a repurchase within this many weeks.
