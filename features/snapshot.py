@@ -5,13 +5,13 @@ tables (customer, customer x category, customer x item) whose columns are declar
 :mod:`features.feature_groups`. Point in time: only events with ``ts < T`` and customers
 with ``created_at < T`` are read; per-item median cycles come from the same history.
 
-Work split: the customer table is one Ibis expression — an event pass over integer
-codes (event type, channel, category compared once per row; mutually exclusive counts
-packed into shared integer sums, see :class:`features.snapshot_passes._Counters`), a
-session pass and an order pass, joined to the customers, with all per-customer arithmetic (days between
-timestamps, ratios, lifecycle rule) computed in the engine; pandas receives finished
-columns. Money is summed in whole cents and interval moments in whole seconds, so
-results do not depend on the order in which threads combine partial sums: the same
+Work split: the customer table is one Ibis expression — an event pass over integer codes
+(event type, channel, category compared once per row; mutually exclusive counts packed
+into shared integer sums, see :class:`features.snapshot_passes._Counters`), a session
+pass and an order pass, joined to the customers, with all per-customer arithmetic (days
+between timestamps, ratios, lifecycle rule) computed in the engine; pandas receives
+finished columns. Money is summed in whole cents and interval moments in whole seconds,
+so results do not depend on the order in which threads combine partial sums: the same
 data give the same bytes. :func:`customer_features` builds the customer table alone.
 
 Modules, one job each: :mod:`features.snapshot_passes` (the event, session, order and
@@ -238,7 +238,8 @@ def compute_features(
     threads : int, optional
         DuckDB threads; default all cores.
     backend : str, default "duckdb"
-        Ibis backend (``settings.feature_backend``); only ``"duckdb"`` is supported.
+        Feature backend (``settings.feature_backend``): ``"duckdb"`` or ``"pyspark"``
+        (:mod:`features.backend`).
 
     Returns
     -------

@@ -277,14 +277,18 @@ class _Counters:
             out[name] = unit.sum(where=where)
         return out
 
-    def unpack(self, r: ibis.Table) -> dict[str, ibis.Value]:
-        """Field name -> int64 count (0 where the customer had no events)."""
+    def unpack(self, r: ibis.Table, sum_type: str = "uint64") -> dict[str, ibis.Value]:
+        """Field name -> int64 count (0 where the customer had no events).
+
+        ``sum_type`` is the type the packed sums are read as
+        (:attr:`features.backend.FeatureBackend.packed_sum_type`)."""
         out: dict[str, ibis.Value] = {}
-        mask = ibis.literal((1 << PACK_BITS) - 1, type="uint64")
+        mask = ibis.literal((1 << PACK_BITS) - 1, type=sum_type)
         for name, _, fields in self.packs:
             # the engine may sum int64 into a wider type (DuckDB: HUGEINT); via uint64 the
-            # cast back to int64 is explicit (ibis drops an int64 -> int64 cast)
-            total = r[name].fill_null(0).cast("uint64")
+            # cast back to int64 is explicit (ibis drops an int64 -> int64 cast); engines
+            # without unsigned types (Spark) sum int64 to int64 and read it as such
+            total = r[name].fill_null(0).cast(sum_type)
             for slot, (field_name, _) in enumerate(fields):
                 value = total if len(fields) == 1 else (total >> (PACK_BITS * slot)) & mask
                 out[field_name] = value.cast("int64")

@@ -1,8 +1,8 @@
-"""Compile (cached) and run the snapshot queries, and turn their rows into typed pandas tables.
+"""Compile (cached) and run the snapshot queries on the shop's feature backend.
 
 The Ibis expressions of :mod:`features.snapshot_tables` are compiled once per query, T,
-expansion values, table schemas and SQL dialect (building and compiling costs more than
-running on small data) and run on the shop's engine.
+expansion values, table schemas and backend (building and compiling costs more than
+running on small data) and run by :mod:`features.backend` (DuckDB or Spark).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import ibis
 import pyarrow as pa
 
 from features import contract as c
+from features.backend import backend_of, get_backend
 from features.snapshot_tables import (
     _categories_expr,
     _channels_expr,
@@ -29,17 +30,19 @@ from features.snapshot_tables import (
 log = logging.getLogger(__name__)
 
 # Compiled queries are cached per (query, T, expansion values, table names and schemas,
-# dialect): building and compiling the Ibis expression costs more than running it on
+# backend): building and compiling the Ibis expression costs more than running it on
 # small data, and the SQL depends on nothing else.
 _QUERIES = {
-    "categories": lambda t, as_of, cats, chans: _categories_expr(t),
-    "channels": lambda t, as_of, cats, chans: _channels_expr(t, as_of),
-    "customer": lambda t, as_of, cats, chans: _customer_expr(t, as_of, dict(cats), dict(chans)),
-    "customer_unpacked": lambda t, as_of, cats, chans: _customer_expr(
-        t, as_of, dict(cats), dict(chans), per_sum=1
+    "categories": lambda t, as_of, cats, chans, b: _categories_expr(t),
+    "channels": lambda t, as_of, cats, chans, b: _channels_expr(t, as_of),
+    "customer": lambda t, as_of, cats, chans, b: _customer_expr(
+        t, as_of, dict(cats), dict(chans), packed_sum_type=b.packed_sum_type
     ),
-    "customer_category": lambda t, as_of, cats, chans: _cycle_expr(t, as_of, c.CATEGORY),
-    "customer_item": lambda t, as_of, cats, chans: _cycle_expr(t, as_of, c.ITEM_ID),
+    "customer_unpacked": lambda t, as_of, cats, chans, b: _customer_expr(
+        t, as_of, dict(cats), dict(chans), per_sum=1, packed_sum_type=b.packed_sum_type
+    ),
+    "customer_category": lambda t, as_of, cats, chans, b: _cycle_expr(t, as_of, c.CATEGORY),
+    "customer_item": lambda t, as_of, cats, chans, b: _cycle_expr(t, as_of, c.ITEM_ID),
 }
 
 
@@ -51,8 +54,8 @@ class _Tables:
     sends: ibis.Table | None = None
 
 
-def _signature(table: ibis.Table) -> tuple[str, tuple[tuple[str, str], ...]]:
-    return table.get_name(), tuple((k, str(v)) for k, v in table.schema().items())
+def _signature(name: str, table: ibis.Table) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return name, tuple((k, str(v)) for k, v in table.schema().items())
 
 
 @functools.lru_cache(maxsize=64)
@@ -62,11 +65,12 @@ def _compiled(
     categories: tuple[tuple[str, str], ...],
     channels: tuple[tuple[str, str], ...],
     signatures: tuple[tuple[str, tuple[tuple[str, str], ...]], ...],
-    dialect: str,
+    backend: str,
 ) -> str:
+    engine = get_backend(backend)
     unbound = [ibis.table(ibis.schema(dict(cols)), name=name) for name, cols in signatures]
-    expr = _QUERIES[query](_Tables(*unbound), as_of, categories, channels)
-    return str(ibis.to_sql(expr, dialect=dialect))
+    expr = _QUERIES[query](_Tables(*unbound), as_of, categories, channels, engine)
+    return engine.compile(expr)
 
 
 def _run(
@@ -75,45 +79,28 @@ def _run(
     as_of: datetime,
     exp: Mapping[str, Mapping[str, str]] | None = None,
 ) -> pa.Table:
-    """Compile (cached) and run one of the snapshot queries on the shop's backend."""
+    """Compile (cached) and run one of the snapshot queries on the shop's feature
+    backend (:func:`features.backend.backend_of`); returns the rows as Arrow."""
     exp = exp or {}
+    engine = backend_of(shop)
     sql = _compiled(
         query,
         as_of,
         tuple(exp.get("category", {}).items()),
         tuple(exp.get("channel", {}).items()),
         tuple(
-            _signature(t)
+            _signature(engine.table_name(shop, t), t)
             for t in (shop.customers, shop.items, shop.events, shop.sends)
             if t is not None
         ),
-        shop.con.name,
+        engine.name,
     )
-    if shop.con.name == "duckdb":
-        # ibis 12's Backend.sql() calls DuckDB's removed fetch_arrow_table(); go direct
-        return shop.con.con.sql(sql).to_arrow_table()
-    return shop.con.sql(sql, dialect=shop.con.name).to_pyarrow()  # pragma: no cover
-
-
-# DuckDB settings for the duration of a build: results need not keep insertion order
-# (every table is sorted by its keys afterwards), which lets DuckDB collect results and
-# build intermediates in parallel. (The progress bar is switched off once, in open_shop:
-# switching it back on fails in Jupyter kernels without ipywidgets.)
-_DUCKDB_SETTINGS = {"preserve_insertion_order": "false"}
+    return engine.execute(shop, sql)
 
 
 @contextlib.contextmanager
 def _engine_settings(shop: Any) -> Iterator[None]:
-    """Apply :data:`_DUCKDB_SETTINGS` on the shop's DuckDB connection, restore afterwards."""
-    if shop.con.name != "duckdb":  # pragma: no cover - other engines keep their settings
+    """The feature backend's settings for the duration of one build
+    (:meth:`features.backend.FeatureBackend.session`)."""
+    with backend_of(shop).session(shop):
         yield
-        return
-    raw = shop.con.con
-    old = {k: raw.execute("SELECT current_setting(?)", [k]).fetchone()[0] for k in _DUCKDB_SETTINGS}
-    for k, v in _DUCKDB_SETTINGS.items():
-        raw.execute(f"SET {k} = {v}")
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            raw.execute(f"SET {k} = {str(v).lower()}")

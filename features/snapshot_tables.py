@@ -98,18 +98,20 @@ def _customer_expr(
     categories: Mapping[str, str],
     channels: Mapping[str, str],
     per_sum: int = PACK_PER_SUM,
+    packed_sum_type: str = "uint64",
 ) -> ibis.Table:
     """The customer table: customers created before T left-joined to their event,
     session and order aggregates, with every feature column computed in the engine, in
     manifest order (``lifecycle_stage`` as its int8 code). Unsorted: sorting the wide
-    rows is left to Arrow."""
+    rows is left to Arrow. ``packed_sum_type``: see
+    :attr:`features.backend.FeatureBackend.packed_sum_type`."""
     ev = events_between(tables, None, as_of)
     events, counters = _event_aggregates(tables, as_of, categories, channels, per_sum)
     parts = [events, _session_aggregates(ev, as_of), _order_aggregates(ev, as_of)]
     if tables.sends is not None:
         parts.append(_send_aggregates(tables.sends, as_of))
     r = _left_join_all(_customers_before(tables, as_of), parts)
-    counts = counters.unpack(r)
+    counts = counters.unpack(r, packed_sum_type)
     n_orders = _n(r[_N])
     recency = _days(as_of, r[_LAST])
     first_days = _days(as_of, r[_FIRST])
