@@ -19,6 +19,8 @@ import contextlib
 import functools
 import itertools
 import logging
+import os
+import sys
 import threading
 import weakref
 from abc import ABC, abstractmethod
@@ -142,13 +144,13 @@ class SparkBackend(FeatureBackend):
         """The Ibis PySpark backend on the session (connected at first use)."""
         if self._ibis is None:
             try:
-                from pyspark.sql import SparkSession
+                import pyspark  # noqa: F401
             except ImportError as exc:
                 raise ConfigError(
                     "KLANTBEELD_FEATURE_BACKEND=pyspark needs pyspark (pip install "
                     "'klantbeeld[spark]') and a Java runtime"
                 ) from exc
-            session = self._session or SparkSession.builder.getOrCreate()
+            session = self._session or active_session()
             self._session = session
             self._ibis = ibis.pyspark.connect(session)  # sets the session time zone to UTC
         return self._ibis
@@ -176,6 +178,22 @@ class SparkBackend(FeatureBackend):
 
     def execute(self, shop: Any, sql: str) -> pa.Table:
         return _naive_utc(self.spark.sql(sql).toArrow())
+
+
+def active_session() -> Any:
+    """The active Spark session, or a new one from the environment's Spark settings.
+
+    When this creates the session and ``PYSPARK_PYTHON`` is unset, Python workers (UDFs
+    such as ``mlflow.pyfunc.spark_udf``) run this process's interpreter, so they see
+    the same packages as the driver.
+    """
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is None:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        session = SparkSession.builder.getOrCreate()
+    return session
 
 
 def _naive_utc(table: pa.Table) -> pa.Table:

@@ -7,7 +7,9 @@ by their keys, floats within a relative 1e-9.
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -33,6 +35,7 @@ pytestmark = pytest.mark.skipif(
 def spark():
     from pyspark.sql import SparkSession
 
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # UDF workers: this Python
     session = (
         SparkSession.builder.master("local[1]")
         .appName("klantbeeld-tests")
