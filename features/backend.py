@@ -20,14 +20,18 @@ import functools
 import itertools
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as dt
 import pyarrow as pa
 
 from features.shop import check_backend
@@ -121,21 +125,30 @@ class SparkBackend(FeatureBackend):
         Default: ``SparkSession.builder.getOrCreate()`` at first use (the session a
         ``spark-submit`` job or notebook already has; a local one otherwise). Its
         ``spark.sql.session.timeZone`` is set to UTC (the data contract's zone).
+    copy : {"auto", "parquet", "arrow"}, default "auto"
+        How tables reach Spark: ``parquet`` (files in a local temporary folder, which
+        only a local master can read), ``arrow`` (through the driver), ``auto``
+        (``parquet`` on a local master, else ``arrow``).
 
     Notes
     -----
-    Each table of a shop is copied to Spark once (Arrow batches through the driver) as
-    a temporary view named ``kb<n>_<table>``; cut or sampled shops (``Shop.until``,
+    Each table of a shop is copied to Spark once, as a temporary view named
+    ``kb<n>_<table>`` (local master: Parquet files DuckDB writes to a temporary folder;
+    otherwise Arrow batches through the driver); cut or sampled shops (``Shop.until``,
     training samples) are further tables and are copied when first read.
     """
 
     name = "pyspark"
     packed_sum_type = "int64"
 
-    def __init__(self, session: Any = None) -> None:
+    def __init__(self, session: Any = None, copy: str = "auto") -> None:
+        if copy not in ("auto", "parquet", "arrow"):
+            raise ValueError(f"copy must be auto, parquet or arrow, got {copy!r}")
         self._session = session
+        self._copy_mode = copy
         self._ibis: Any = None
         self._views: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+        self._folders: weakref.WeakKeyDictionary[Any, Path] = weakref.WeakKeyDictionary()
         self._numbers = itertools.count()
         self._lock = threading.Lock()
 
@@ -170,11 +183,45 @@ class SparkBackend(FeatureBackend):
             views = self._views.setdefault(shop.con, {})
             if name not in views:
                 view = f"kb{next(self._numbers)}_{name}"
-                rows = shop.con.con.sql(ibis.to_sql(table, dialect="duckdb")).to_arrow_table()
-                self.spark.createDataFrame(rows).createOrReplaceTempView(view)
-                log.info("copied %s (%d rows) to Spark view %s", name, rows.num_rows, view)
+                self._copy(shop, table, view)
                 views[name] = view
             return views[name]
+
+    def _copy(self, shop: Any, table: ibis.Table, view: str) -> None:
+        """Make ``table`` (typed, on the shop's DuckDB) readable in Spark as ``view``.
+
+        Local master: DuckDB writes it as Parquet into a folder of its own (removed when
+        the shop's connection goes) and Spark reads the files. Cluster master: the rows
+        travel through the driver as Arrow. Timestamps arrive as Spark ``TIMESTAMP``
+        holding the same UTC instants either way.
+        """
+        local = str(self.spark.sparkContext.master).startswith("local")
+        if self._copy_mode != "auto":
+            local = self._copy_mode == "parquet"
+        if local:
+            utc = {
+                col: table[col].cast(dt.Timestamp(timezone="UTC"))
+                for col, kind in table.schema().items()
+                if kind.is_timestamp()
+            }
+            sql = ibis.to_sql(table.mutate(**utc) if utc else table, dialect="duckdb")
+            path = self._staging(shop) / f"{view}.parquet"
+            shop.con.con.execute(f"COPY ({sql}) TO '{path}' (FORMAT parquet)")
+            self.spark.read.parquet(str(path)).createOrReplaceTempView(view)
+        else:
+            rows = shop.con.con.sql(ibis.to_sql(table, dialect="duckdb")).to_arrow_table()
+            self.spark.createDataFrame(rows).createOrReplaceTempView(view)
+        log.info("copied %s to Spark view %s (%s)", table.get_name(), view,
+                 "Parquet" if local else "Arrow")  # fmt: skip
+
+    def _staging(self, shop: Any) -> Path:
+        """The shop's Parquet folder for local Spark (made once, removed with the shop)."""
+        folder = self._folders.get(shop.con)
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix="klantbeeld-spark-"))
+            weakref.finalize(shop.con, shutil.rmtree, folder, True)
+            self._folders[shop.con] = folder
+        return folder
 
     def execute(self, shop: Any, sql: str) -> pa.Table:
         return _naive_utc(self.spark.sql(sql).toArrow())

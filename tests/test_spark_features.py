@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from feature_fixtures import T, hand_worked_events, write_shop
 
 from features import feature_groups as fg
 from features.backend import SparkBackend, backend_of, get_backend
@@ -94,6 +95,24 @@ def test_spark_cycle_tables_equal_duckdb(snapshots, entity: str) -> None:
     duck, spark = snapshots
     assert len(duck.table(entity)) > 20
     _compare(duck.table(entity), spark.table(entity), list(fg.ENTITY_KEYS[entity]))
+
+
+def test_arrow_copy_gives_the_same_customer_table(spark, monkeypatch, tmp_path: Path) -> None:
+    # the copy used with a cluster master (rows through the driver as Arrow), on the
+    # hand-worked shop of the feature tests
+    import features.snapshot_run as run
+
+    shop_dir = write_shop(tmp_path, hand_worked_events())
+    now = datetime(2025, 1, 1)
+    duck = build_snapshot(open_shop(shop_dir, now=now), T, tables=[fg.CUSTOMER]).customer
+    arrow = SparkBackend(spark, copy="arrow")
+    monkeypatch.setattr(run, "backend_of", lambda shop: arrow)
+    shop = open_shop(shop_dir, now=now, backend="pyspark")
+    on_spark = build_snapshot(shop, T, tables=[fg.CUSTOMER]).customer
+    assert all(v.startswith("kb") for v in arrow._views[shop.con].values())
+    _compare(duck, on_spark, list(fg.ENTITY_KEYS[fg.CUSTOMER]))
+    with pytest.raises(ValueError, match="copy must be"):
+        SparkBackend(spark, copy="csv")
 
 
 def test_unknown_backend_is_refused() -> None:
