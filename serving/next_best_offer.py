@@ -39,6 +39,7 @@ from serving.rules import (
     SOURCE,
     RuleResult,
     apply_rules,
+    candidate_block,
     eligibility,
     recipient_index,
 )
@@ -326,7 +327,9 @@ def recommend_frame(
             ranked = model.rank(raw) if len(raw) else raw
     sends, purchases = _state_overlay(state, list(recipients), pl, context, when)
     return apply_rules(
-        ranked,
+        ranked
+        if isinstance(ranked, CandidateBlock)
+        else candidate_block(ranked, context, sources=pl.candidate_sources),
         recipients,
         pl,
         context,

@@ -6,6 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from serving.api.content_html import (
+    HTML_RESPONSES,
+    ContentDep,
+    FormatQuery,
+    recommendations_response,
+)
 from serving.api.deps import (
     Admin,
     BatcherDep,
@@ -54,23 +60,32 @@ async def customer_scores(
     )
 
 
-@router.get("/{customer_id}/recommendations", response_model=RecipientRecommendations)
+@router.get(
+    "/{customer_id}/recommendations",
+    response_model=RecipientRecommendations,
+    responses=HTML_RESPONSES,
+)
 async def customer_recommendations(
     customer_id: CustomerIdPath,
     _auth: RecommendationsRead,
     recommender: RecommenderDep,
     batcher: BatcherDep,
     now: NowDep,
+    content: ContentDep,
     placement: Annotated[str, Query(min_length=1, max_length=64)] = "newsletter",
     n: Annotated[int | None, Query(ge=1, le=MAX_ITEMS)] = None,
+    fmt: FormatQuery = "json",
 ):
     """Next-best-offers of one customer for a placement (business rules and consent
     applied). A customer who may not receive the placement gets ``eligible: false`` and
     a reason -- never an error, also for unknown customers. 422 for an unknown placement.
     Concurrent requests are computed together (:mod:`serving.api.batcher`).
+    ``format=html`` answers the placement's content block as ``text/html``
+    (:mod:`serving.api.content_html`).
     """
     result = await batcher.recommend(recommender, customer_id, placement, n, now)
-    return json_response(RecipientRecommendations.of(result, recommender.model is not None))
+    body = RecipientRecommendations.of(result, recommender.model is not None)
+    return recommendations_response(body, fmt, content)
 
 
 @router.delete("/{customer_id}", response_model=Erasure)
