@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from features.definitions import pair_cycle_days
 from models.repurchase_distribution import DAYS_PER_WEEK, expected_days
 from models.repurchase_hazard import CYCLE_COLS, ELAPSED_COL
 
@@ -29,7 +30,8 @@ class IntervalBaseline(BaseEstimator):
     kind : {"item_median", "customer_mean"}
         ``item_median``: cycle = the item's median interval (``median_cycle_days``).
         ``customer_mean``: cycle = the customer's own mean interval for the item
-        (``own_cycle_days``), falling back to the item's median.
+        (``own_cycle_days``), falling back to the item's median
+        (:func:`features.definitions.pair_cycle_days`).
     weeks : int
         Horizon W.
     min_sd_days : float
@@ -67,7 +69,7 @@ class IntervalBaseline(BaseEstimator):
         item = X[self.item_col].to_numpy(dtype=np.float64, na_value=np.nan)
         if self.kind == "customer_mean":
             own = X[self.own_col].to_numpy(dtype=np.float64, na_value=np.nan)
-            cyc = np.where(np.isfinite(own) & (own > 0), own, item)
+            cyc = pair_cycle_days(own, item)
         elif self.kind == "item_median":
             cyc = item
         else:
