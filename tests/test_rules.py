@@ -79,12 +79,13 @@ def _events() -> pd.DataFrame:
         ("bob", ago(75), "purchase", "flour"),
         ("bob", ago(45), "purchase", "flour"),
         ("bob", ago(15), "purchase", "flour"),
-        # cas buys flour every 10 days (3 gaps) -> item median gap = median(30,30,10,10,10)=10.
+        # cas buys flour every 10 days (3 gaps) -> item median cycle = median of the own cycles
+        # of the customers with 2+ orders = median(bob 30, cas 10) = 20.
         ("cas", ago(50), "purchase", "flour"),
         ("cas", ago(40), "purchase", "flour"),
         ("cas", ago(30), "purchase", "flour"),
         ("cas", ago(20), "purchase", "flour"),
-        # eve bought flour once, 15 days ago: no own cycle -> item cycle 10 days.
+        # eve bought flour once, 15 days ago: no own cycle -> item cycle 20 days.
         ("eve", ago(15), "purchase", "flour"),
         # dee looks at baking a lot (no consent though).
         ("dee", ago(5), "product_view", "sugar"),
@@ -195,19 +196,25 @@ def test_consumable_returns_only_inside_own_repurchase_window(ctx, days_after_no
 
 
 def test_consumable_uses_item_cycle_without_own_history(ctx):
-    # eve bought flour once, 15 days ago; item median cycle is 10 days -> window [8, 20].
-    assert ctx.items.set_index("item_id").loc["flour", "cycle_days"] == 10.0
+    # eve bought flour once, 15 days ago; item median cycle is 20 days -> window [16, 40].
+    assert ctx.items.set_index("item_id").loc["flour", "cycle_days"] == 20.0
     res = rules_on(cands("eve", ["flour"]), ["eve"], placement(), ctx)
-    assert items_for(res, "eve") == ["flour"]
+    assert items_for(res, "eve") == []  # 15 days < 0.8 * 20
     later = rules_on(cands("eve", ["flour"]), ["eve"], placement(), ctx, now=NOW + timedelta(6))
-    assert items_for(later, "eve") == []  # 21 days > 2.0 * 10
+    assert items_for(later, "eve") == ["flour"]  # 21 days: inside the window
+    late = rules_on(cands("eve", ["flour"]), ["eve"], placement(), ctx, now=NOW + timedelta(26))
+    assert items_for(late, "eve") == []  # 41 days > 2.0 * 20
 
 
 def test_keep_not_purchased_vector_matches_rules(ctx):
     cust = ctx.customer_codes(["ann", "ann", "bob", "eve", "new"])
     item = ctx.item_codes(["pram", "bib", "flour", "flour", "pram"])
     keep = keep_not_purchased(cust, item, ctx, PurchasedRule(days=90), ctx.now_ns)
-    assert keep.tolist() == [False, True, False, True, True]
+    assert keep.tolist() == [False, True, False, False, True]  # eve: 15 days < 0.8 * 20
+    later = keep_not_purchased(
+        cust, item, ctx, PurchasedRule(days=90), ctx.now_ns + 6 * 86_400 * 10**9
+    )
+    assert later.tolist() == [False, True, False, True, True]  # eve: 21 days, inside
 
 
 def test_recent_send_excluded_for_seven_days_then_back(ctx):
@@ -461,7 +468,7 @@ def test_build_context_from_shop_matches_pandas_path(tmp_path, ctx):
     ]:
         a, b = norm(getattr(built, name), keys), norm(getattr(ctx, name), keys)
         pd.testing.assert_frame_equal(a, b[a.columns], check_dtype=False, obj=name)
-    assert built.items.set_index("item_id")["cycle_days"].dropna().to_dict() == {"flour": 10.0}
+    assert built.items.set_index("item_id")["cycle_days"].dropna().to_dict() == {"flour": 20.0}
     web = load_placements().get("web_for_you")
     ids = ["ann", "bob", "cas", "fay", "stranger"]
     assert recommend_for(ids, web, context=built) == recommend_for(ids, web, context=ctx)

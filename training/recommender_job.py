@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import sparse
 
 from features import contract as c
+from features.definitions import end_of_day
 from features.shop import open_shop
 from models.recommender.interactions import IdMap, id_map_from_shop, load_events
 from models.recommender.next_best import NextBestOffers
@@ -253,7 +254,7 @@ def train_recommender(
     metrics, nbo, kind = evaluate_split(events, ids, items, t, settings)
     log.info("recommender test recall@10 %.4f (%s)", metrics["test_recall_at_10"], kind)
     result = RecommenderResult(metrics, kind, t, int(metrics["n_test_users"]))
-    end = pd.Timestamp(last).normalize() + pd.Timedelta(days=1)  # midnight after the last event
+    end = pd.Timestamp(end_of_day(last))  # midnight after the last event
     nbo = nbo.refresh(events, end.to_pydatetime())
     if use_repurchase_model:
         pairs = _repurchase_pairs(settings, shop, end.to_pydatetime())

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from features import contract as c
+from features.definitions import data_end
 from models.repurchase_timing import (
     RepurchaseTimingModel,
     combine_first_purchase,
@@ -95,12 +96,6 @@ def load_champion(alias: str = "champion") -> tuple[RepurchaseTimingModel, str, 
     return model, level, str(mv.version)
 
 
-def _data_end(shop: Any) -> datetime:
-    e = shop.events
-    hi = pd.Timestamp(e.aggregate(hi=e[c.TS].max()).to_pandas().iloc[0]["hi"])
-    return datetime(hi.year, hi.month, hi.day) + timedelta(days=1)
-
-
 def repurchase_table(
     settings: Any,
     as_of: datetime | date | str | None = None,
@@ -150,7 +145,7 @@ def repurchase_table(
         if shop is None:
             src = Path(data) if data is not None else Path(settings.resolved_data_dir)
             shop = open_shop(src, lenient=settings.lenient, threads=settings.threads)
-        t = normalize_as_of(as_of) if as_of is not None else _data_end(shop)
+        t = normalize_as_of(as_of) if as_of is not None else data_end(shop)
         snapshot = build_snapshot(shop, t)
     t = snapshot.as_of
     X = pair_features(snapshot, level)
