@@ -186,8 +186,11 @@ def _recall(nbo: NextBestOffers, users, truth, ranker) -> float:
 
 
 def model_dir(settings) -> Path:
-    """Folder of the last trained :class:`NextBestOffers`: ``<home>/models/recommender``."""
-    return Path(settings.home) / "models" / MODEL
+    """Folder of the last trained :class:`NextBestOffers`: ``<home>/models/recommender``
+    (:func:`training.registry.model_dir`)."""
+    from training.registry import model_dir as registry_model_dir
+
+    return registry_model_dir(settings, MODEL)
 
 
 def train_recommender(
