@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -840,30 +839,16 @@ def _plots(ev: Evaluation, frames: BacktestFrames, task: BinaryTask, out: Path) 
     ]
 
 
-def _compare_with_champion(task: BinaryTask, frames: BacktestFrames, test_period: str) -> None:
-    """On the active run, log the champion's test metric on this run's test period when the
-    champion was tested on another period (see :mod:`training.registry`)."""
-    import mlflow
+def _champion_scorer(frames: BacktestFrames) -> Callable[[Any], float | None]:
+    """``score_champion`` of :func:`training.log_run.log_training_run`: the champion's
+    ROC-AUC on this run's test rows."""
 
-    from training import registry
+    def score(champion: Any) -> float | None:
+        X_te, y_te = frames.xy("test")
+        p = np.asarray(champion.load().predict(X_te), dtype=np.float64)
+        return M.roc_auc(y_te, p)
 
-    champ = registry.champion_version(task.name)
-    if champ is None:
-        return
-    client = mlflow.MlflowClient()
-    name = registry.registered_model_name(task.name)
-    champ_run = client.get_run(str(client.get_model_version(name, str(champ)).run_id))
-    if champ_run.data.tags.get(registry.TEST_PERIOD_TAG) == test_period:
-        return
-    X_te, y_te = frames.xy("test")
-    try:
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{champ}")
-        p = np.asarray(model.predict(X_te), dtype=np.float64)
-    except Exception as exc:  # a champion on another feature set cannot be compared
-        log.warning("champion v%s could not score this test period: %s", champ, exc)
-        return
-    mlflow.log_metric(f"champion_{PRIMARY_METRIC}", M.roc_auc(y_te, p))
-    mlflow.set_tag(registry.COMPARED_VERSION_TAG, str(champ))
+    return score
 
 
 def run_scoring_job(
@@ -915,8 +900,7 @@ def run_scoring_job(
     import mlflow
 
     from models.pyfunc import log_scorer
-    from training import registry
-    from training.tracking import start_run
+    from training.log_run import log_training_run
 
     t0 = time.perf_counter()
     config = config or BacktestConfig()
@@ -992,91 +976,86 @@ def run_scoring_job(
         }
     )
 
-    tags = {registry.TEST_PERIOD_TAG: plan.test_period, "model": task.name}
-    run_name = f"{task.name}-{plan.test.date().isoformat()}"
-    with start_run(task.name, settings, run_name=run_name, tags=tags) as run:
-        mlflow.set_tag("mlflow.note.content", f"{task.name}: {task.description}")
-        params: dict[str, Any] = {
-            **plan.as_params(),
-            "data": str(data.resolve()),
-            "seed": settings.seed,
-            "n_features": len(frames.features),
-            "step_days": config.step_days,
-            "max_train_rows": config.max_train_rows,
-            "num_threads": config.num_threads,
-            "calibration_method": ev.scorer.calibrator_.method,
-            "scorer": type(ev.scorer).__name__,
-            "n_estimators_max": ev.scorer.n_estimators,
-            "early_stopping_rounds": ev.scorer.early_stopping_rounds,
-            "refit_on_valid": ev.scorer.refit,
-            "point_in_time_check": pit_check,
-            "max_customers": config.max_customers,
-            "pit_customers": config.pit_customers,
-            "customers_total": sample.customers_total,
-            "customers_sampled": sample.customers_sampled,
-            "seasonal_adjustment": config.seasonal_adjustment,
-            "seasonal_cutoffs": (
-                "none"
-                if ev.scorer.seasonal_shift_ is None or seasonal is None
-                else ",".join(t.date().isoformat() for t in seasonal.cutoffs.values())
-            ),
-            **{f"lgb_{k}": v for k, v in ev.scorer.lgb_params().items()},
-        }
-        mlflow.log_params(params)
-        mlflow.log_metrics(ev.metrics)
+    params: dict[str, Any] = {
+        **plan.as_params(),
+        "data": str(data.resolve()),
+        "seed": settings.seed,
+        "n_features": len(frames.features),
+        "step_days": config.step_days,
+        "max_train_rows": config.max_train_rows,
+        "num_threads": config.num_threads,
+        "calibration_method": ev.scorer.calibrator_.method,
+        "scorer": type(ev.scorer).__name__,
+        "n_estimators_max": ev.scorer.n_estimators,
+        "early_stopping_rounds": ev.scorer.early_stopping_rounds,
+        "refit_on_valid": ev.scorer.refit,
+        "point_in_time_check": pit_check,
+        "max_customers": config.max_customers,
+        "pit_customers": config.pit_customers,
+        "customers_total": sample.customers_total,
+        "customers_sampled": sample.customers_sampled,
+        "seasonal_adjustment": config.seasonal_adjustment,
+        "seasonal_cutoffs": (
+            "none"
+            if ev.scorer.seasonal_shift_ is None or seasonal is None
+            else ",".join(t.date().isoformat() for t in seasonal.cutoffs.values())
+        ),
+        **{f"lgb_{k}": v for k, v in ev.scorer.lgb_params().items()},
+    }
+
+    def log_artifacts(out: Path) -> None:
         for split, context in (("train", "training"), ("valid", "validation"), ("test", "testing")):
             mlflow.log_input(_dataset(frames, split, data, task), context=context)
         used = set(frames.features)
         manifest = [dataclasses.asdict(s) for s in frames.manifest if s.name in used]
         mlflow.log_dict({"model": task.name, "features": manifest}, "feature_manifest.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp)
-            for p in _plots(ev, frames, task, out / "plots"):
-                mlflow.log_artifact(str(p), artifact_path="plots")
-            ev.calibration.to_csv(out / "calibration_test.csv", index=False)
-            ev.scorer.feature_importance().rename_axis("feature").to_csv(
-                out / "feature_importance.csv"
-            )
-            M.gain_curve(ev.y_test, ev.scores["model"]).to_csv(out / "gain_curve.csv", index=False)
-            threshold_curve(ev.y_test, ev.scores["model"], ev.scores.get("oracle")).to_csv(
-                out / "threshold_curve.csv", index=False
-            )
-            for f in (
-                "calibration_test.csv",
-                "feature_importance.csv",
-                "gain_curve.csv",
-                "threshold_curve.csv",
-            ):
-                mlflow.log_artifact(str(out / f), artifact_path="evaluation")
-            X_te, _ = frames.xy("test")
-            log_scorer(ev.scorer, X_te.head(5), name="model", workdir=out)
-        _compare_with_champion(task, frames, plan.test_period)
-        run_id, exp_id = run.info.run_id, run.info.experiment_id
-    version = registry.register_challenger(run_id, task.name)
-    decision = registry.promote_if_better(task.name, version, PRIMARY_METRIC, force=force)
-    secs = time.perf_counter() - t0
+        for p in _plots(ev, frames, task, out / "plots"):
+            mlflow.log_artifact(str(p), artifact_path="plots")
+        ev.calibration.to_csv(out / "calibration_test.csv", index=False)
+        ev.scorer.feature_importance().rename_axis("feature").to_csv(out / "feature_importance.csv")
+        M.gain_curve(ev.y_test, ev.scores["model"]).to_csv(out / "gain_curve.csv", index=False)
+        threshold_curve(ev.y_test, ev.scores["model"], ev.scores.get("oracle")).to_csv(
+            out / "threshold_curve.csv", index=False
+        )
+        for f in (
+            "calibration_test.csv",
+            "feature_importance.csv",
+            "gain_curve.csv",
+            "threshold_curve.csv",
+        ):
+            mlflow.log_artifact(str(out / f), artifact_path="evaluation")
+
+    X_te, _ = frames.xy("test")
+    result = log_training_run(
+        task.name,
+        settings,
+        test_start=plan.test,
+        test_end=plan.test_end,
+        params=params,
+        metrics=ev.metrics,
+        log_model=lambda name: log_scorer(ev.scorer, X_te.head(5), name=name),
+        primary_metric=PRIMARY_METRIC,
+        force=force,
+        started=t0,
+        description=f"{task.name}: {task.description}",
+        log_artifacts=log_artifacts,
+        score_champion=_champion_scorer(frames),
+        as_of=plan.test,
+        n_train=ev.n_train_used,
+        n_test=len(frames.test),
+        cutoffs=plan.as_params(),
+    )
     # measured once the run is closed and registered, so logged to it afterwards
     ev.metrics["log_register_seconds"] = time.perf_counter() - t_log
     mlflow.MlflowClient().log_metric(
-        run_id, "log_register_seconds", ev.metrics["log_register_seconds"]
+        result.run_id, "log_register_seconds", ev.metrics["log_register_seconds"]
     )
     log.info(
         "%s: test ROC-AUC %.4f, version %d, %s (%.1fs)",
         task.name,
         ev.metrics[PRIMARY_METRIC],
-        version,
-        "champion" if decision.promoted else f"challenger ({decision.reason})",
-        secs,
+        result.version,
+        "champion" if result.promoted else f"challenger ({result.promotion_reason})",
+        result.seconds,
     )
-    return TrainingResult(
-        model=task.name,
-        run_id=run_id,
-        experiment_id=exp_id,
-        version=version,
-        promoted=decision.promoted,
-        promotion_reason=decision.reason,
-        metrics=ev.metrics,
-        test_period=plan.test_period,
-        tracking_uri=mlflow.get_tracking_uri(),
-        seconds=secs,
-    )
+    return result
