@@ -103,6 +103,63 @@ def test_test_period_tag_has_one_format_for_every_job(results) -> None:
         assert tags["model"] == name
 
 
+def _events_and_ids(shop_dir: Path):
+    from features.shop import open_shop
+    from models.recommender.interactions import id_map_from_shop, load_events
+
+    shop = open_shop(shop_dir, threads=1)
+    return load_events(shop), id_map_from_shop(shop)
+
+
+def test_recommender_rescored_on_its_own_holdout_gives_its_test_recall(
+    results, shop_dir: Path, settings: Settings
+) -> None:
+    from training.registry import load_version
+
+    r = results["recommender"]
+    configure_mlflow(settings)
+    # the registered (served) object: histories refreshed to the end of the data
+    nbo = load_version("recommender", r.version).unwrap_python_model().nbo
+    events, ids = _events_and_ids(shop_dir)
+    got = rj.champion_recall(
+        nbo, events, ids, r.as_of, settings.recommender_test_days, ["purchase"]
+    )
+    assert got == pytest.approx(r.metrics["test_recall_at_10"], abs=1e-12)
+
+
+def test_recommender_champion_of_an_earlier_period_is_rescored_on_the_new_holdout(
+    shop_dir: Path, settings: Settings, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    s = settings.model_copy(update={"home": tmp_path / "home"})
+    late = jobs.TRAINERS["recommender"](s, shop_dir, False)  # default T
+    early = rj.train_recommender(s, shop_dir, as_of=late.as_of - timedelta(days=7))
+    # the champion was fitted on events up to T, after the challenger's cutoff T - 7 days:
+    # it may have seen that holdout, so it is not rescored and nothing is promoted
+    assert (early.version, early.promoted) == (2, False)
+    assert early.promotion_reason == "champion has no metric on the challenger's test period"
+    assert "champion_test_recall_at_10" not in mlflow.get_run(early.run_id).data.metrics
+
+    # force the early one to champion; a later challenger rescores it on the later holdout
+    forced = rj.train_recommender(s, shop_dir, as_of=late.as_of - timedelta(days=7), force=True)
+    assert (forced.version, forced.promoted) == (3, True)
+    again = jobs.TRAINERS["recommender"](s, shop_dir, False)
+    run = mlflow.get_run(again.run_id)
+    assert run.data.tags["champion_compared_version"] == "3"
+    champion_value = run.data.metrics["champion_test_recall_at_10"]
+    from training.registry import load_version
+
+    events, ids = _events_and_ids(shop_dir)
+    nbo = load_version("recommender", 3).unwrap_python_model().nbo
+    assert champion_value == pytest.approx(
+        rj.champion_recall(nbo, events, ids, again.as_of, s.recommender_test_days, ["purchase"])
+    )
+    beats = again.metrics["test_recall_at_10"] > champion_value
+    assert again.promoted is beats
+    assert again.promotion_reason.startswith("beats champion" if beats else "does not beat")
+
+
 def test_worse_recommender_on_the_same_holdout_stays_challenger(
     results, shop_dir: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -148,6 +150,53 @@ def evaluate_split(
     return metrics, nbo, chosen.label or chosen.method
 
 
+def champion_recall(
+    champion: NextBestOffers,
+    events: pd.DataFrame,
+    ids: IdMap,
+    as_of: datetime,
+    days: int,
+    target: list[str],
+) -> float:
+    """Recall@10 of a saved (champion) recommender on the holdout ``(as_of, as_of + days]``.
+
+    The champion keeps its fitted sources and ranker; its customer histories are rebuilt
+    from the events before ``as_of`` (:meth:`NextBestOffers.refresh`) and its buy-again
+    source goes back to the cycle ratio (its repurchase scores were made at its own end
+    of data), as the challenger is measured. Offers are matched to the target items by
+    item id, so items the champion never saw are never hits for it.
+
+    Parameters
+    ----------
+    champion : NextBestOffers
+        Fitted on events before a cutoff no later than ``as_of``.
+    events, ids : the challenger's events and id map
+    as_of : datetime
+        Test cutoff T (naive UTC).
+    days : int
+        Test period length (days).
+    target : list of str
+        Event types that count as hits.
+
+    Returns
+    -------
+    float
+        Mean recall@10 over the customers with a target event in the holdout.
+    """
+    nbo = champion.refresh(events, as_of)
+    # no repurchase probabilities: every pair keeps the cycle-ratio score
+    nbo = nbo.with_repurchase_scores(
+        pd.DataFrame({c.CUSTOMER_ID: [], c.ITEM_ID: [], "p_week_1": [], "p_week_2": []})
+    )
+    truth = target_matrix(events, ids, as_of, as_of + timedelta(days=days), target)
+    users = np.flatnonzero(truth.getnnz(axis=1) > 0)
+    recs = nbo.recommend_positions(nbo.positions(ids.users[users]), 10)
+    item_ids = nbo.ids_.items.to_numpy()[np.where(recs >= 0, recs, 0)]
+    mapped = ids.item_pos(item_ids.ravel()).reshape(recs.shape)
+    mapped[recs < 0] = -1
+    return recall_at_k(mapped, truth[users], 10)
+
+
 def _source_recs(nbo: NextBestOffers, name: str, users: np.ndarray) -> np.ndarray:
     model, mat = nbo._inputs()[name]
     exclude = nbo.history_ if nbo.exclude_history else None
@@ -244,7 +293,7 @@ def train_recommender(
             nbo = nbo.with_repurchase_scores(pairs)
             repurchase_model = True
     saved = nbo.save(out if out is not None else model_dir(settings))
-    facts = {
+    facts: dict[str, Any] = {
         "as_of": t,
         "n_test": int(metrics["n_test_users"]),
         "ranker": kind,
@@ -285,8 +334,40 @@ def train_recommender(
         force=force,
         started=t0,
         tags={"data": str(data or settings.resolved_data_dir)},
+        score_champion=_champion_scorer(events, ids, t, settings),
         **facts,
     )
+
+
+def _champion_scorer(
+    events: pd.DataFrame, ids: IdMap, as_of: datetime, settings
+) -> Callable[[Any], float | None]:
+    """``score_champion`` of :func:`training.log_run.log_training_run`: the champion's
+    recall@10 on this run's holdout (:func:`champion_recall`), or None when the champion
+    was fitted on events at or after this run's test cutoff (it may have seen the holdout)."""
+
+    def score(champion: Any) -> float | None:
+        fitted_to = champion.run.data.params.get("as_of")
+        if fitted_to is None or datetime.fromisoformat(fitted_to) > as_of:
+            log.warning(
+                "recommender champion v%s was fitted up to %s, after this test cutoff %s; "
+                "not compared (use --force)",
+                champion.version,
+                fitted_to,
+                as_of,
+            )
+            return None
+        nbo = champion.load().unwrap_python_model().nbo
+        return champion_recall(
+            nbo,
+            events,
+            ids,
+            as_of,
+            settings.recommender_test_days,
+            list(settings.recommender_target_events),
+        )
+
+    return score
 
 
 def _repurchase_pairs(settings, shop, as_of: datetime) -> pd.DataFrame | None:
