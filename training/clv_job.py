@@ -5,7 +5,7 @@ One MLflow run in experiment ``klantbeeld-clv`` for a horizon of H days:
 1. cutoffs from :func:`training.backtest.plan_backtest` with horizon H (training cutoffs
    < validation cutoff < test cutoff, label windows never overlapping); shops above
    ``BacktestConfig.max_customers`` customers are read through the seeded customer sample
-   of :func:`training.scoring_job.prepare_shop`, like the binary scores;
+   of :func:`training.sampling.prepare_shop`, like the binary scores;
 2. per cutoff T the point-in-time snapshot (only events before T,
    :func:`models.inputs.model_inputs`) of the customers with an order before T, joined to
    their orders and revenue in ``[T, T + H)`` (:func:`features.clv_labels.purchase_labels`);
@@ -92,7 +92,7 @@ def _labelled(shop: Any, as_of: datetime, horizon_days: int) -> tuple[pd.DataFra
     """:func:`labelled_snapshot` and the feature manifest of its columns."""
     from models.clv import in_population
     from models.inputs import replenishment_manifest
-    from training.scoring_job import default_snapshot
+    from training.frames import default_snapshot
 
     snap = default_snapshot(shop, as_of)
     X = model_inputs(snap)
@@ -277,7 +277,7 @@ def train_clv(
     from training import plots
     from training.log_run import log_training_run
     from training.requirements import require, too_short
-    from training.scoring_job import prepare_shop
+    from training.sampling import prepare_shop
 
     t0 = time.perf_counter()
     config = config or BacktestConfig()
