@@ -128,10 +128,13 @@ def test_recommender_rescored_on_its_own_holdout_gives_its_test_recall(
 
 
 def test_recommender_champion_of_an_earlier_period_is_rescored_on_the_new_holdout(
-    shop_dir: Path, settings: Settings, tmp_path: Path
+    shop_dir: Path, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from datetime import timedelta
 
+    # a fresh store under a new home (not the module's, which MLFLOW_TRACKING_URI names)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     s = settings.model_copy(update={"home": tmp_path / "home"})
     late = jobs.TRAINERS["recommender"](s, shop_dir, False)  # default T
     early = rj.train_recommender(s, shop_dir, as_of=late.as_of - timedelta(days=7))
