@@ -77,23 +77,12 @@ def load_champion(alias: str = "champion") -> tuple[RepurchaseTimingModel, str, 
     NotTrainedError
         When no version carries the alias.
     """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from klantbeeld.errors import NotTrainedError
     from models.repurchase_pyfunc import unwrap_repurchase_model
-    from training.registry import registered_model_name
+    from training.registry import load_champion as load_registered
 
-    name = registered_model_name(MODEL)
-    try:
-        mv = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        raise NotTrainedError(
-            f"no {name}@{alias}; run `klantbeeld train repurchase_timing` first"
-        ) from exc
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    version, pyfunc = load_registered(MODEL, alias)
     model, level = unwrap_repurchase_model(pyfunc)
-    return model, level, str(mv.version)
+    return model, level, str(version)
 
 
 def repurchase_table(
