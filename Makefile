@@ -11,7 +11,7 @@ API_PORT ?= 8000
 export KLANTBEELD_HOME ?= $(HOME_DIR)
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: help install test lint typecheck demo demo-data demo-features demo-train demo-score bench bench-public clean
+.PHONY: help install java test lint typecheck demo demo-data demo-features demo-train demo-score bench bench-public clean
 
 help:
 	@echo "make demo    install, generate the demo shop, build features, train, score, serve"
@@ -20,12 +20,26 @@ help:
 	@echo "make bench-public  CDNOW and MovieLens-100k public benchmarks (fetches the data)"
 
 $(VENV)/.installed: pyproject.toml
+	$(MAKE) java
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
+
+# Spark (the pyspark feature backend, spark_udf scoring and their tests) needs a Java
+# runtime: install Debian's default-jre-headless when `java` is missing and we may
+# (root, or passwordless sudo); otherwise say so and go on (the Spark tests then skip).
+java:
+	@if command -v java >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "java not found and no root: Spark tests will be skipped" \
+	     "(install default-jre-headless)"; exit 0; fi; \
+	command -v apt-get >/dev/null 2>&1 || { echo "java not found and no apt-get"; exit 0; }; \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    default-jre-headless
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -11,10 +11,16 @@ generate_demo_shop` when available, else with the quick numpy generator below
 1. opens the shop (validation), builds the customer-level table alone
    (:func:`features.snapshot.customer_features`, the headline figure: open + build, end
    to end from the Parquet files), then the full three-table snapshot, timing each step;
-2. computes the same customer-level features with ``bench/pandas_reference.py``;
-3. checks that both agree on every shared column (``np.allclose``, NaN == NaN; exact
+2. builds the same customer table on a local Spark session (the ``pyspark`` feature
+   backend, :mod:`features.backend`; ``local[threads]``), timing the first build (which
+   copies the validated tables into Spark) and a second one (tables already there), and
+   checks it equals the DuckDB table (``--skip-spark`` leaves it out; needs pyspark and
+   Java);
+3. computes the same customer-level features with ``bench/pandas_reference.py``;
+4. checks that both agree on every shared column (``np.allclose``, NaN == NaN; exact
    equality for the lifecycle stage) and fails loudly if not;
-4. prints events/s, peak RSS per phase and the speed ratio.
+5. prints events/s, peak RSS per phase and the speed ratios (Spark and pandas against
+   DuckDB, all measured in this run).
 
 Targets (ARCHITECTURE §7): >= 5M events/s end to end, >= 5x the pandas implementation.
 """
@@ -22,6 +28,7 @@ Targets (ARCHITECTURE §7): >= 5M events/s end to end, >= 5x the pandas implemen
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -322,6 +329,57 @@ def compare(ours: pd.DataFrame, ref: pd.DataFrame) -> list[str]:
     return bad
 
 
+def run_spark(
+    shop: Any, as_of: datetime, duck: pd.DataFrame, t_duck: float, n_events: int, args: Any
+) -> int:
+    """Time the customer table on a local Spark session; check it equals ``duck``.
+
+    Prints wall seconds and events/s of the session start, the first build (copy of the
+    validated tables into Spark + queries) and a second build (queries only), and the
+    DuckDB / Spark ratio. CPU time is not shown: Spark works in its JVM, outside this
+    process's counters. Returns 1 when the tables differ.
+    """
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    threads = args.threads or os.cpu_count() or 1
+
+    def start() -> Any:
+        session = (
+            SparkSession.builder.master(f"local[{threads}]")
+            .appName("klantbeeld-bench")
+            .config("spark.driver.memory", args.spark_memory)
+            .config("spark.sql.shuffle.partitions", str(2 * threads))
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
+        session.sparkContext.setLogLevel("ERROR")
+        return session
+
+    _, t_start, _, _ = timed(start)
+    on_spark = dataclasses.replace(shop, feature_backend="pyspark")  # same validated tables
+    first, t_first, _, _ = timed(lambda: customer_features(on_spark, as_of))
+    second, t_second, _, _ = timed(lambda: customer_features(on_spark, as_of))
+
+    def line(name: str, wall: float) -> None:
+        print(f"{name:34s} wall {wall:7.2f} s ({n_events / wall / 1e6:5.2f} M events/s)")
+
+    line(f"local Spark start (local[{threads}])", t_start)
+    line("Spark customer table, first", t_first)
+    line("Spark customer table, warm", t_second)
+    bad = compare(duck, first)
+    if bad or not first.equals(second):
+        print("MISMATCH between DuckDB and Spark customer tables:\n  " + "\n  ".join(bad))
+        return 1
+    print(
+        f"Spark equals DuckDB on all {duck.shape[1] - 1} customer-level columns; DuckDB is "
+        f"{t_first / t_duck:5.2f}x faster than Spark's first build, {t_second / t_duck:5.2f}x "
+        "than its warm build (wall)"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -332,6 +390,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the snapshot here")
     parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument("--skip-spark", action="store_true", help="leave out local Spark")
+    parser.add_argument(
+        "--spark-max-events",
+        type=int,
+        default=30_000_000,
+        help="skip local Spark above this many events (the tables are copied via the driver)",
+    )
+    parser.add_argument("--spark-memory", default="8g", help="Spark driver memory (local mode)")
     parser.add_argument(
         "--pandas-max-events",
         type=int,
@@ -390,6 +456,14 @@ def main(argv: list[str] | None = None) -> int:
         line("write_snapshot", t_write, c_write)
     e2e, c_e2e = t_open + t_build + t_write, c_open + c_build + c_write
     line("3 tables end to end", e2e, c_e2e)
+    if not args.skip_spark:
+        if n_events > args.spark_max_events:
+            print(
+                f"local Spark SKIPPED: {n_events:,} events > --spark-max-events "
+                f"{args.spark_max_events:,}"
+            )
+        elif run_spark(shop, as_of, cust, t_cust, n_events, args) != 0:
+            return 1
     if not args.skip_pandas and n_events > args.pandas_max_events:
         print(
             f"pandas reference SKIPPED: {n_events:,} events > --pandas-max-events "

@@ -26,8 +26,9 @@ from klantbeeld.errors import ConfigError, DataContractError, Violation
 
 log = logging.getLogger(__name__)
 
-#: Ibis backends that compute feature snapshots (``KLANTBEELD_FEATURE_BACKEND``).
-SUPPORTED_BACKENDS = ("duckdb",)
+#: Ibis backends that compute feature snapshots (``KLANTBEELD_FEATURE_BACKEND``);
+#: see :mod:`features.backend`.
+SUPPORTED_BACKENDS = ("duckdb", "pyspark")
 
 
 def check_backend(backend: str) -> None:
@@ -67,6 +68,9 @@ class Shop:
         Folder or DuckDB file the shop was read from.
     report : ValidationReport
         Row counts, event types seen, and (lenient mode) every skipped row per rule.
+    feature_backend : str
+        Engine that computes this shop's feature snapshots (``duckdb`` or ``pyspark``,
+        :mod:`features.backend`); the tables themselves stay on DuckDB.
     """
 
     con: Any
@@ -76,6 +80,7 @@ class Shop:
     sends: ibis.Table | None
     source: Path
     report: ValidationReport = field(repr=False)
+    feature_backend: str = "duckdb"
 
     def table(self, name: str) -> ibis.Table:
         """Return contract table ``name``; raises ``KeyError`` for an unknown or absent table."""
@@ -153,8 +158,8 @@ def open_shop(
     threads : int, optional
         DuckDB worker threads; default all cores.
     backend : str, default "duckdb"
-        Ibis backend computing the features (``settings.feature_backend``); only
-        ``"duckdb"`` is supported.
+        Ibis backend computing the feature snapshots (``settings.feature_backend``):
+        ``"duckdb"`` or ``"pyspark"``. Loading and validation always run on DuckDB.
 
     Returns
     -------
@@ -164,7 +169,7 @@ def open_shop(
     Raises
     ------
     ConfigError
-        ``backend`` is not ``"duckdb"``.
+        ``backend`` is not one of :data:`SUPPORTED_BACKENDS`.
     DataContractError
         The source is missing, a table or column is missing, a column has the wrong
         type, or (strict mode) any row breaks the contract.
@@ -199,6 +204,7 @@ def open_shop(
         sends=con.table(c.SENDS) if c.SENDS in sources else None,
         source=source,
         report=report,
+        feature_backend=backend,
     )
 
 

@@ -368,14 +368,30 @@ def score(
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Output Parquet (default under <home>/scores).")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local: every champion in this process (with explanations); spark: the "
+            "binary champions as mlflow.pyfunc.spark_udf on the active Spark session."
+        ),
+    ] = "local",
 ) -> None:
     """Score every customer with every champion model; write one Parquet row per customer."""
-    from training.batch_score import score_customers
-
+    if engine not in ("local", "spark"):
+        raise typer.BadParameter(f"--engine must be local or spark, got {engine!r}")
     settings = _settings(data)
-    path = score_customers(
-        settings, parse_as_of(as_of), data=settings.resolved_data_dir, out=out_file
-    )
+    if engine == "spark":
+        from training.batch_score_spark import score_customers_spark
+
+        path = score_customers_spark(
+            settings, parse_as_of(as_of), data=settings.resolved_data_dir, out=out_file
+        )
+    else:
+        from training.batch_score import score_customers
+
+        path = score_customers(
+            settings, parse_as_of(as_of), data=settings.resolved_data_dir, out=out_file
+        )
     out.print(f"scores written to [bold]{path}[/]")
 
 

@@ -36,8 +36,10 @@ class Settings(BaseSettings):
         False,
         description="Skip rows that break the data contract (and count them) instead of failing.",
     )
-    feature_backend: Literal["duckdb"] = Field(
-        "duckdb", description="Ibis backend that computes feature snapshots."
+    feature_backend: Literal["duckdb", "pyspark"] = Field(
+        "duckdb",
+        description="Ibis backend that computes feature snapshots: duckdb (in process) or "
+        "pyspark (the active Spark session; needs the `spark` extra and Java).",
     )
     threads: int | None = Field(None, ge=1, le=256, description="Threads for DuckDB; default all.")
     seed: int = Field(42, ge=0, description="Seed of every random step.")
