@@ -1,0 +1,217 @@
+"""Real-time conversion intent: rescore a customer from the champion within the POST.
+
+:class:`OnlineIntent` holds, per API worker, the champion conversion-intent scorer, the
+model inputs of every customer at the batch snapshot time T (the same frame batch scoring
+scored: :func:`models.inputs.model_inputs` of :func:`features.snapshot.build_snapshot`)
+and an :class:`serving.online_features.OnlineFeatures`. :meth:`OnlineIntent.rescore`
+replaces a customer's session feature columns by their values now (history before T plus
+the events posted since, ``ts < now``), scores the row with the champion, and stores
+features, score and explanation in the online state (:class:`serving.online_store.OnlineStore`),
+where ``GET /v1/customers/{id}/scores`` of every worker reads them. Columns that session
+events do not change (orders, e-mail, replenishment, profile) keep their values at T.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features import contract as c
+from klantbeeld.errors import NotTrainedError
+from klantbeeld.settings import Settings
+from models.base import TOP_DOWN, TOP_UP
+from serving.online_features import OnlineFeatures, session_columns
+from serving.online_store import OnlineStore, ScoreUpdate
+
+log = logging.getLogger(__name__)
+
+INTENT = "conversion_intent"
+#: Event types whose arrival triggers a rescore: every data-contract event type (they
+#: all count in ``events_total``; purchases close abandoned carts).
+RESCORE_EVENT_TYPES: frozenset[str] = frozenset(c.CORE_EVENT_TYPES)
+
+
+@dataclass(frozen=True)
+class Rescored:
+    """What one :meth:`OnlineIntent.rescore` call did.
+
+    Attributes
+    ----------
+    customers : int
+        Customers rescored (known to the batch snapshot, not erased).
+    changes : int
+        Scores that changed (rows appended to the change log).
+    seconds : float
+    """
+
+    customers: int
+    changes: int
+    seconds: float
+
+
+class OnlineIntent:
+    """Rescores conversion intent from session events (see module docstring).
+
+    Parameters
+    ----------
+    features : OnlineFeatures
+        Online feature engine over the shop, at the batch snapshot time.
+    inputs : pandas.DataFrame
+        Model inputs at T, one row per customer, indexed by ``customer_id``.
+    scorer : models.base.Scorer
+        The champion conversion-intent scorer.
+    version : int or None
+        Its registered version.
+    store : OnlineStore
+    as_of : str
+        The batch scores' ``as_of`` label the online rows extend.
+    batch_scores : dict of str to float
+        Batch conversion-intent score per customer (the "before" of a first change).
+    categories : sequence of str
+        Category fragments of the snapshot's ``view_share_*`` columns.
+    """
+
+    def __init__(
+        self,
+        features: OnlineFeatures,
+        inputs: pd.DataFrame,
+        scorer: Any,
+        version: int | None,
+        store: OnlineStore,
+        as_of: str,
+        batch_scores: dict[str, float | None],
+        categories: Sequence[str],
+    ) -> None:
+        self.features = features
+        self.inputs = inputs
+        self.scorer = scorer
+        self.version = version
+        self.store = store
+        self.as_of = as_of
+        self.batch_scores = batch_scores
+        self.columns = [col for col in session_columns(categories) if col in inputs.columns]
+
+    def rows_at(self, customer_ids: Sequence[str], t: datetime) -> pd.DataFrame:
+        """Model inputs of ``customer_ids`` at ``t``: the rows at T with the session
+        columns as of ``t`` (events posted online with ``ts < t`` included).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per customer known at T (sorted by id), ``customer_id`` a column.
+        """
+        ids = sorted({str(x) for x in customer_ids} & set(self.inputs.index))
+        events, _ = self.store.events_between(ids, self.features.as_of, t)
+        return self._rows(ids, events, t)
+
+    def _rows(self, ids: list[str], events: pd.DataFrame, t: datetime) -> pd.DataFrame:
+        fresh = self.features.features_at(ids, events, t).set_index(c.CUSTOMER_ID)
+        rows = self.inputs.loc[ids].copy()
+        for col in self.columns:
+            rows[col] = fresh[col].reindex(ids).to_numpy().astype(rows[col].dtype)
+        return rows.rename_axis(c.CUSTOMER_ID).reset_index()
+
+    def rescore(self, customer_ids: Sequence[str], now: datetime) -> Rescored:
+        """Recompute and store the conversion-intent score of ``customer_ids`` at ``now``.
+
+        Parameters
+        ----------
+        customer_ids : sequence of str
+            Customers with new events; those unknown at T are skipped.
+        now : datetime
+            Evaluation instant (naive UTC): events with ``ts < now`` count.
+
+        Returns
+        -------
+        Rescored
+        """
+        t0 = time.perf_counter()
+        ids = sorted({str(x) for x in customer_ids} & set(self.inputs.index))
+        if not ids or now < self.features.as_of:
+            return Rescored(0, 0, time.perf_counter() - t0)
+        events, seqs = self.store.events_between(ids, self.features.as_of, now)
+        rows = self._rows(ids, events, now)
+        p = self.scorer.predict_proba(rows)
+        why = self.scorer.explain(rows, k=3)
+        updates = [
+            ScoreUpdate(
+                customer_id=cid,
+                model=INTENT,
+                score=float(p[k]),
+                model_version=self.version,
+                top_up=list(why[TOP_UP].iloc[k]),
+                top_down=list(why[TOP_DOWN].iloc[k]),
+                features={col: _plain(rows[col].iloc[k]) for col in self.columns},
+                events_seq=seqs.get(cid, 0),
+                at=now,
+            )
+            for k, cid in enumerate(rows[c.CUSTOMER_ID].tolist())
+        ]
+        changes = self.store.write_scores(updates, self.as_of, self.batch_scores)
+        return Rescored(len(updates), changes, time.perf_counter() - t0)
+
+
+def _plain(value: Any) -> float | None:
+    v = float(value)
+    return None if math.isnan(v) else v
+
+
+def load_online_intent(settings: Settings, scores: Any) -> OnlineIntent:
+    """Build the engine for the batch scores ``scores`` (a :class:`ScoreIndex`).
+
+    Opens the shop (``settings.resolved_data_dir``), loads the registered champion of
+    ``conversion_intent`` (``settings``' MLflow store), builds the snapshot at the scores'
+    ``as_of`` and compiles the online feature query once (so the first event is fast).
+
+    Raises
+    ------
+    NotTrainedError
+        The scores have no ``as_of`` or no conversion-intent column, or there is no
+        champion.
+    """
+    from features.shop import open_shop
+    from features.snapshot import build_snapshot, normalize_as_of
+    from models.inputs import model_inputs
+    from training.batch_score import load_champions
+    from training.tracking import configure_mlflow
+
+    if scores.as_of is None or INTENT not in scores.models:
+        raise NotTrainedError("the batch scores have no conversion_intent column to update")
+    as_of = normalize_as_of(scores.as_of)
+    configure_mlflow(settings)
+    champions = load_champions([INTENT])
+    if INTENT not in champions:
+        raise NotTrainedError("no conversion_intent champion: run `klantbeeld train` first")
+    version, scorer = champions[INTENT]
+    shop = open_shop(settings.resolved_data_dir, lenient=settings.lenient, threads=settings.threads)
+    snapshot = build_snapshot(shop, as_of)
+    inputs = model_inputs(snapshot).set_index(c.CUSTOMER_ID)
+    ids = [b.decode("utf-8") for b in np.asarray(scores.ids).tolist()]
+    batch = dict(
+        zip(ids, np.asarray(scores.score_array(INTENT), dtype=float).tolist(), strict=True)
+    )
+    batch_scores = {k: (None if math.isnan(v) else v) for k, v in batch.items()}
+    categories = [
+        s.name.removeprefix("view_share_")
+        for s in snapshot.manifest
+        if s.entity == "customer" and s.name.startswith("view_share_")
+    ]
+    store = OnlineStore(settings.resolved_state_file)
+    engine = OnlineIntent(
+        OnlineFeatures(shop, as_of), inputs, scorer, version, store, scores.as_of, batch_scores,
+        categories,
+    )  # fmt: skip
+    if len(inputs):
+        engine.rows_at([str(inputs.index[0])], as_of)  # compiles the online feature query
+    return engine
+
+
+__all__ = ["INTENT", "RESCORE_EVENT_TYPES", "OnlineIntent", "Rescored", "load_online_intent"]
