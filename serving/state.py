@@ -493,16 +493,19 @@ class SQLiteStateStore:
         Returns
         -------
         int
-            Rows deleted from ``events``, ``purchases``, ``sends`` and ``consent``.
+            Rows deleted from ``events``, ``purchases``, ``sends`` and ``consent`` (the
+            online scores, features and change-log rows go too, uncounted; one erasure row
+            is appended to the change log for the audience delta feed).
         """
         n = 0
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
                 for table in ("events", "purchases", "sends", "consent", *ONLINE_TABLES):
-                    n += con.execute(
+                    deleted = con.execute(
                         f"DELETE FROM {table} WHERE {c.CUSTOMER_ID} = ?", (customer_id,)
                     ).rowcount
+                    n += 0 if table in ONLINE_TABLES else deleted
                 if con.execute(
                     f"INSERT OR IGNORE INTO erased ({c.CUSTOMER_ID}, erased_at) VALUES (?, ?)",
                     (customer_id, _stamp(erased_at)),
