@@ -21,6 +21,7 @@ router = APIRouter(prefix="/v1/audiences", tags=["audiences"])
 
 #: Change-log rows read per call at most (``more`` tells there are further rows).
 MAX_ROWS = 50_000
+MAX_CURSOR = 2**63 - 1
 
 
 class MemberChange(BaseModel):
@@ -50,7 +51,9 @@ def parse_since(since: str | None, realtime) -> int:
     (naive = UTC) is turned into the cursor of that instant; None means from the start."""
     if since is None or since == "":
         return 0
-    if since.isdigit():
+    if since.isascii() and since.isdigit():
+        if int(since) > MAX_CURSOR:
+            raise ConfigError(f"since must be a cursor up to {MAX_CURSOR}, got {since!r}")
         return int(since)
     try:
         when = datetime.fromisoformat(since)
