@@ -115,8 +115,7 @@ class OnlineIntent:
     def _rows(self, ids: list[str], events: pd.DataFrame, t: datetime) -> pd.DataFrame:
         fresh = self.features.features_at(ids, events, t).set_index(c.CUSTOMER_ID)
         rows = self.inputs.loc[ids].copy()
-        for col in self.columns:
-            rows[col] = fresh[col].reindex(ids).to_numpy().astype(rows[col].dtype)
+        rows[self.columns] = fresh.loc[ids, self.columns].astype(rows.dtypes[self.columns])
         return rows.rename_axis(c.CUSTOMER_ID).reset_index()
 
     def rescore(self, customer_ids: Sequence[str], now: datetime) -> Rescored:
