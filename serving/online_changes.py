@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from serving.audiences.definitions import AudienceDefinition
 from serving.audiences.export import select_members
+from serving.audiences.index import AudienceIndex
 from serving.online_schema import CONSENT_ADS, ERASURE, SCORE
 from serving.online_store import Change
 
@@ -162,7 +163,8 @@ def audience_changes(
     was = _members(base, rows, fixed, holdout_share, np.array(before_s), np.array(before_ads))
     now_ads = current.consent["ads"][rows]
     now = _members(base, rows, fixed, holdout_share, np.array(now_s, dtype=np.float64), now_ads)
-    entered, left = [], []
+    entered: list[Member] = []
+    left: list[Member] = []
     for k, (cid, p) in enumerate(known):
         if was[k] == now[k]:
             continue
@@ -189,7 +191,7 @@ def _members(
 ) -> np.ndarray:
     """Membership (bool per entry of ``rows``) under the export's selection."""
     sub = _Rows(index, rows, definition.score, scores.astype(np.float64), ads.astype(bool))
-    sel = select_members(sub, definition, holdout_share)
+    sel = select_members(cast(AudienceIndex, sub), definition, holdout_share)
     out = np.zeros(len(rows), dtype=bool)
     out[sel.rows] = True
     return out

@@ -65,7 +65,8 @@ class OnlineIntent:
     features : OnlineFeatures
         Online feature engine over the shop, at the batch snapshot time.
     inputs : pandas.DataFrame
-        Model inputs at T, one row per customer, indexed by ``customer_id``.
+        Model inputs at T, one row per customer, indexed by ``customer_id``; kept as one
+        float64 matrix of the scorer's features (``scorer.feature_names_``).
     scorer : models.base.Scorer
         The champion conversion-intent scorer.
     version : int or None
@@ -91,32 +92,52 @@ class OnlineIntent:
         categories: Sequence[str],
     ) -> None:
         self.features = features
-        self.inputs = inputs
         self.scorer = scorer
         self.version = version
         self.store = store
         self.as_of = as_of
         self.batch_scores = batch_scores
+        #: Session columns refreshed online (those the snapshot has).
         self.columns = [col for col in session_columns(categories) if col in inputs.columns]
+        self.names = [str(n) for n in scorer.feature_names_]
+        self._row = {str(cid): i for i, cid in enumerate(inputs.index)}
+        self._matrix = np.column_stack(
+            [
+                pd.to_numeric(inputs[n], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+                if n in inputs.columns
+                else np.full(len(inputs), np.nan)
+                for n in self.names
+            ]
+        ) if self.names else np.empty((len(inputs), 0))  # fmt: skip
+        self._fresh_at = [j for j, n in enumerate(self.names) if n in self.columns]
+        self._fresh_cols = [self.names[j] for j in self._fresh_at]
+
+    def known(self, customer_ids: Sequence[str]) -> list[str]:
+        """The customers of ``customer_ids`` in the batch snapshot, sorted, once each."""
+        return sorted({str(x) for x in customer_ids if str(x) in self._row})
+
+    def session_features(self, customer_ids: Sequence[str], t: datetime) -> pd.DataFrame:
+        """Session columns of ``customer_ids`` at ``t`` (events posted online with
+        ``ts < t`` included), indexed by ``customer_id``, dtypes as in the snapshot."""
+        ids = self.known(customer_ids)
+        events, _ = self.store.events_between(ids, self.features.as_of, t)
+        return self._fresh(ids, events, t)
+
+    def _fresh(self, ids: list[str], events: pd.DataFrame, t: datetime) -> pd.DataFrame:
+        fresh = self.features.features_at(ids, events, t).set_index(c.CUSTOMER_ID)
+        return fresh.loc[ids, self.columns]
 
     def rows_at(self, customer_ids: Sequence[str], t: datetime) -> pd.DataFrame:
-        """Model inputs of ``customer_ids`` at ``t``: the rows at T with the session
-        columns as of ``t`` (events posted online with ``ts < t`` included).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per customer known at T (sorted by id), ``customer_id`` a column.
-        """
-        ids = sorted({str(x) for x in customer_ids} & set(self.inputs.index))
+        """The scorer's input rows at ``t``: the rows at T with the session columns as of
+        ``t``; float64 columns ``scorer.feature_names_``, indexed by ``customer_id``."""
+        ids = self.known(customer_ids)
         events, _ = self.store.events_between(ids, self.features.as_of, t)
-        return self._rows(ids, events, t)
+        return self._rows(ids, self._fresh(ids, events, t))
 
-    def _rows(self, ids: list[str], events: pd.DataFrame, t: datetime) -> pd.DataFrame:
-        fresh = self.features.features_at(ids, events, t).set_index(c.CUSTOMER_ID)
-        rows = self.inputs.loc[ids].copy()
-        rows[self.columns] = fresh.loc[ids, self.columns].astype(rows.dtypes[self.columns])
-        return rows.rename_axis(c.CUSTOMER_ID).reset_index()
+    def _rows(self, ids: list[str], fresh: pd.DataFrame) -> pd.DataFrame:
+        X = self._matrix[[self._row[cid] for cid in ids]]
+        X[:, self._fresh_at] = fresh[self._fresh_cols].to_numpy(np.float64, na_value=np.nan)
+        return pd.DataFrame(X, columns=self.names, index=pd.Index(ids, name=c.CUSTOMER_ID))
 
     def rescore(self, customer_ids: Sequence[str], now: datetime) -> Rescored:
         """Recompute and store the conversion-intent score of ``customer_ids`` at ``now``.
@@ -133,13 +154,15 @@ class OnlineIntent:
         Rescored
         """
         t0 = time.perf_counter()
-        ids = sorted({str(x) for x in customer_ids} & set(self.inputs.index))
+        ids = self.known(customer_ids)
         if not ids or now < self.features.as_of:
             return Rescored(0, 0, time.perf_counter() - t0)
         events, seqs = self.store.events_between(ids, self.features.as_of, now)
-        rows = self._rows(ids, events, now)
+        fresh = self._fresh(ids, events, now)
+        rows = self._rows(ids, fresh)
         p = self.scorer.predict_proba(rows)
         why = self.scorer.explain(rows, k=3)
+        values = fresh.to_numpy(np.float64, na_value=np.nan)
         updates = [
             ScoreUpdate(
                 customer_id=cid,
@@ -148,11 +171,11 @@ class OnlineIntent:
                 model_version=self.version,
                 top_up=list(why[TOP_UP].iloc[k]),
                 top_down=list(why[TOP_DOWN].iloc[k]),
-                features={col: _plain(rows[col].iloc[k]) for col in self.columns},
+                features={col: _plain(v) for col, v in zip(self.columns, values[k], strict=True)},
                 events_seq=seqs.get(cid, 0),
                 at=now,
             )
-            for k, cid in enumerate(rows[c.CUSTOMER_ID].tolist())
+            for k, cid in enumerate(ids)
         ]
         changes = self.store.write_scores(updates, self.as_of, self.batch_scores)
         return Rescored(len(updates), changes, time.perf_counter() - t0)
@@ -209,7 +232,7 @@ def load_online_intent(settings: Settings, scores: Any) -> OnlineIntent:
         categories,
     )  # fmt: skip
     if len(inputs):
-        engine.rows_at([str(inputs.index[0])], as_of)  # compiles the online feature query
+        engine.session_features([str(inputs.index[0])], as_of)  # compiles the feature query
     return engine
 
 

@@ -126,6 +126,7 @@ def _payload(frame: pd.DataFrame) -> list[dict]:
 def test_replayed_day_matches_the_batch_snapshot_at_its_end(realtime_world, tmp_path):
     from features.shop import open_shop
     from features.snapshot import build_snapshot, customer_features
+    from models.inputs import model_inputs
 
     settings = fresh_settings(realtime_world, tmp_path)
     shop = open_shop(realtime_world[1])
@@ -144,7 +145,7 @@ def test_replayed_day_matches_the_batch_snapshot_at_its_end(realtime_world, tmp_
             r = client.post("/v1/events", json={"events": _payload(part)})
             assert r.status_code == 200, r.text
             assert r.json()["stored"] == len(part)
-        touched = sorted(set(day[c.CUSTOMER_ID]) & set(engine.inputs.index))
+        touched = engine.known(day[c.CUSTOMER_ID].tolist())
         assert len(touched) >= 5
 
         batch = build_snapshot(shop, D + timedelta(days=1)).customer.set_index(c.CUSTOMER_ID)
@@ -155,7 +156,7 @@ def test_replayed_day_matches_the_batch_snapshot_at_its_end(realtime_world, tmp_
         ]
         cols = session_columns(cats)
         assert set(cols) <= set(engine.columns)
-        online = engine.rows_at(touched, D + timedelta(days=1)).set_index(c.CUSTOMER_ID)
+        online = engine.session_features(touched, D + timedelta(days=1))
         for col in cols:  # column by column, exactly
             pd.testing.assert_series_equal(
                 online[col], batch.loc[touched, col], check_names=False, obj=col
@@ -166,7 +167,7 @@ def test_replayed_day_matches_the_batch_snapshot_at_its_end(realtime_world, tmp_
 
         # point in time: at noon only the morning's events count, also for the online rows
         noon = D + timedelta(hours=12)
-        at_noon = engine.rows_at(touched, noon).set_index(c.CUSTOMER_ID)
+        at_noon = engine.session_features(touched, noon)
         expected = customer_features(shop, noon).set_index(c.CUSTOMER_ID).loc[touched]
         for col in cols:
             pd.testing.assert_series_equal(at_noon[col], expected[col], check_names=False, obj=col)
@@ -181,7 +182,7 @@ def test_replayed_day_matches_the_batch_snapshot_at_its_end(realtime_world, tmp_
             want = batch.loc[cid, cols].astype(float)
             got = pd.Series({k: np.nan if stored[k] is None else stored[k] for k in cols})
             pd.testing.assert_series_equal(got, want, check_names=False)
-        rows = engine.inputs.loc[last].copy()
+        rows = model_inputs(build_snapshot(shop, D)).set_index(c.CUSTOMER_ID).loc[last]
         rows[cols] = batch.loc[last, cols].to_numpy()
         want_scores = engine.scorer.predict_proba(rows.reset_index())
         for cid, want in zip(last, want_scores, strict=True):
@@ -195,8 +196,8 @@ def test_events_before_the_batch_time_or_after_now_do_not_count(realtime_world, 
     clock = Clock(D + timedelta(hours=12))
     with client_for(settings, clock) as client:
         engine = client.app.state.realtime.intent
-        cid = str(engine.inputs.index[0])
-        before = engine.rows_at([cid], clock.now)
+        cid = next(iter(engine.known(engine.batch_scores)))
+        before = engine.session_features([cid], clock.now)
         events = [
             {
                 "event_type": "page_view",
@@ -212,7 +213,7 @@ def test_events_before_the_batch_time_or_after_now_do_not_count(realtime_world, 
             },
         ]
         assert client.post("/v1/events", json={"events": events}).status_code == 200
-        pd.testing.assert_frame_equal(engine.rows_at([cid], clock.now), before)
+        pd.testing.assert_frame_equal(engine.session_features([cid], clock.now), before)
         # one event inside [T, now): one more session, 0 days since it at its own instant
         events = [
             {
@@ -224,7 +225,7 @@ def test_events_before_the_batch_time_or_after_now_do_not_count(realtime_world, 
             }
         ]
         assert client.post("/v1/events", json={"events": events}).status_code == 200
-        after = engine.rows_at([cid], clock.now)
+        after = engine.session_features([cid], clock.now)
         assert after["sessions_7d"].iloc[0] == before["sessions_7d"].iloc[0] + 1
         assert after["days_since_last_session"].iloc[0] == pytest.approx(1 / 24)
         assert after["abandoned_carts_7d"].iloc[0] == before["abandoned_carts_7d"].iloc[0] + 1

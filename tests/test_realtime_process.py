@@ -159,6 +159,7 @@ def test_a_session_event_moves_the_score_on_both_workers_within_a_second(two_wor
                 seen[pid] = got["scores"][INTENT]["score"]
                 answered.setdefault(pid, time.monotonic() - t0)
         assert set(answered) == set(pids), f"only {sorted(answered)} answered within 1 s"
+        assert max(answered.values()) <= 1.0, answered  # from the POST's send, both workers
         assert len(set(seen.values())) == 1  # both workers serve the same new score
         if seen[pids[0]] != old:
             print(f"score {old:.4f} -> {seen[pids[0]]:.4f}; posted to worker {poster}; "
