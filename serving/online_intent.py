@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -110,6 +111,9 @@ class OnlineIntent:
             ]
         ) if self.names else np.empty((len(inputs), 0))  # fmt: skip
         self._fresh_at = [j for j, n in enumerate(self.names) if n in self.columns]
+        self._queue_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._pending: list[_Job] = []
         self._fresh_cols = [self.names[j] for j in self._fresh_at]
 
     def known(self, customer_ids: Sequence[str]) -> list[str]:
@@ -142,6 +146,11 @@ class OnlineIntent:
     def rescore(self, customer_ids: Sequence[str], now: datetime) -> Rescored:
         """Recompute and store the conversion-intent score of ``customer_ids`` at ``now``.
 
+        Concurrent calls (the route runs in a thread pool) are combined: a call that finds
+        another computing waits, then the next one computes for everything that queued
+        meanwhile in one feature query and one transaction, at the latest ``now`` among
+        them -- the query's cost hardly depends on the number of customers.
+
         Parameters
         ----------
         customer_ids : sequence of str
@@ -152,11 +161,33 @@ class OnlineIntent:
         Returns
         -------
         Rescored
+            ``customers`` of this call; ``changes`` and ``seconds`` of the combined run.
         """
+        job = _Job(self.known(customer_ids), now)
+        if not job.ids or now < self.features.as_of:
+            return Rescored(0, 0, 0.0)
+        with self._queue_lock:
+            self._pending.append(job)
+        with self._run_lock:
+            if job.result is None and job.error is None:
+                with self._queue_lock:
+                    batch, self._pending = self._pending, []
+                try:
+                    done = self._rescore_now(
+                        sorted({i for j in batch for i in j.ids}), max(j.now for j in batch)
+                    )
+                except BaseException as exc:
+                    for j in batch:
+                        j.error = exc
+                else:
+                    for j in batch:
+                        j.result = Rescored(len(j.ids), done.changes, done.seconds)
+        if job.error is not None:
+            raise job.error
+        return cast(Rescored, job.result)
+
+    def _rescore_now(self, ids: list[str], now: datetime) -> Rescored:
         t0 = time.perf_counter()
-        ids = self.known(customer_ids)
-        if not ids or now < self.features.as_of:
-            return Rescored(0, 0, time.perf_counter() - t0)
         events, seqs = self.store.events_between(ids, self.features.as_of, now)
         fresh = self._fresh(ids, events, now)
         rows = self._rows(ids, fresh)
@@ -179,6 +210,16 @@ class OnlineIntent:
         ]
         changes = self.store.write_scores(updates, self.as_of, self.batch_scores)
         return Rescored(len(updates), changes, time.perf_counter() - t0)
+
+
+@dataclass
+class _Job:
+    """One caller's share of a combined rescore."""
+
+    ids: list[str]
+    now: datetime
+    result: Rescored | None = None
+    error: BaseException | None = None
 
 
 def _plain(value: Any) -> float | None:

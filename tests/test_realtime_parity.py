@@ -13,6 +13,7 @@ at day D (the shop's last day) written by :func:`training.batch_score.score_cust
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -247,3 +248,54 @@ def test_without_a_champion_events_are_stored_and_batch_scores_served(realtime_w
         )
         assert r.status_code == 200 and r.json()["stored"] == 1 and r.headers["X-Rescored"] == "0"
         assert client.get(f"/v1/customers/{cid}/scores").json() == before
+
+
+def test_concurrent_rescores_share_one_feature_query(realtime_world, tmp_path):
+    import threading
+
+    from serving.state import SQLiteStateStore
+
+    settings = fresh_settings(realtime_world, tmp_path)
+    with client_for(settings, Clock(D + timedelta(hours=12))) as client:
+        engine = client.app.state.realtime.intent
+        ids = engine.known(engine.batch_scores)[:6]
+        events = [
+            {"event_type": "page_view", "customer_id": cid, "session_id": f"{cid}-c"}
+            | {"ts": D + timedelta(hours=11)}
+            for cid in ids
+        ]
+        SQLiteStateStore(settings.resolved_state_file).record_events(
+            events, D + timedelta(hours=11)
+        )
+        calls: list[int] = []
+        real = engine.features.features_at
+
+        def counted(customer_ids, online, t):
+            calls.append(len(customer_ids))
+            deadline = time.monotonic() + 30
+            while len(calls) == 1 and len(engine._pending) < 5 and time.monotonic() < deadline:
+                time.sleep(0.01)  # the first run holds on until the other five have queued
+            return real(customer_ids, online, t)
+
+        engine.features.features_at = counted
+        results: dict[str, object] = {}
+
+        def call(k: int) -> None:
+            results[ids[k]] = engine.rescore([ids[k]], D + timedelta(hours=12, seconds=k))
+
+        threads = [threading.Thread(target=call, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        engine.features.features_at = real
+        assert sorted(calls) == [1, 5]  # six calls, two feature queries
+        assert all(r.customers == 1 for r in results.values())
+        stored = engine.store.scores_of(ids, INTENT, engine.as_of)
+        assert sorted(stored) == ids
+        for cid in ids:  # each stored row: the features at its own (combined) instant
+            at = datetime.fromisoformat(stored[cid].scored_at)
+            assert at >= D + timedelta(hours=12)
+            want = engine.session_features([cid], at).iloc[0]
+            got = engine.store.features_of(cid, engine.as_of)
+            assert {k: (None if pd.isna(v) else float(v)) for k, v in want.items()} == got
