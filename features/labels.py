@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features import contract as c
+from features.definitions import last_event_time
 from features.snapshot import (
     REPURCHASABLE_FLAG,
     events_between,
@@ -52,7 +53,7 @@ def _customers_before(shop: Any, as_of: datetime) -> ibis.Table:
 
 def _check_horizon(shop: Any, end: datetime) -> None:
     """Warn when the data end before the label window does (labels would be censored)."""
-    last = shop.events[c.TS].max().to_pyarrow().as_py()
+    last = last_event_time(shop)
     if last is not None and last < end - timedelta(days=1):
         log.warning(
             "label window ends %s but the last event is at %s: labels near the end of the "

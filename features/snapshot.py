@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from features import contract as c
 from features import feature_groups as fg
+from features.definitions import lifecycle_stage
 from features.manifest import FeatureSpec, build_manifest
 from features.shop import open_shop
 from features.snapshot_io import (
@@ -62,7 +63,6 @@ from features.snapshot_tables import (
     _finish_customer,
     _finish_cycle,
     _sorted,
-    lifecycle_stage,
 )
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,12 @@ import pyarrow.compute as pc
 
 from features import contract as c
 from features import feature_groups as fg
+from features.definitions import (
+    lifecycle_code_expr,
+    mean_interval_expr,
+    median_cycle_days,
+    own_cycle_days,
+)
 from features.manifest import FeatureSpec, build_manifest
 from features.snapshot_passes import (
     _CENTS,
@@ -74,24 +80,6 @@ def _eur(cents: ibis.Value) -> ibis.Value:
     return cents.fill_null(0).cast("float64") / 100.0
 
 
-def _lifecycle_code(
-    n: ibis.Value, recency: ibis.Value, first: ibis.Value, mean: ibis.Value
-) -> ibis.Value:
-    """Ibis form of :func:`lifecycle_stage` (the same rule, evaluated in the engine)."""
-    idx = {name: i for i, name in enumerate(fg.LIFECYCLE_STAGES)}
-    limit = ibis.greatest(fg.OVERDUE_FACTOR * mean, fg.OVERDUE_MIN_DAYS)
-    overdue = (n >= 2) & mean.notnull() & (recency > limit)
-    lapsed = (n >= 1) & ((recency > fg.LAPSED_DAYS) | overdue)
-    developing = (n >= 2) & (first < fg.DEVELOPMENT_DAYS)
-    return ibis.cases(
-        (n == 0, idx[fg.ACQUISITION]),
-        (lapsed.fill_null(False), idx[fg.WIN_BACK]),
-        (n == 1, idx[fg.ACTIVATION]),
-        (developing.fill_null(False), idx[fg.DEVELOPMENT]),
-        else_=idx[fg.RETENTION],
-    ).cast("int8")
-
-
 def _customer_expr(
     tables: Any,
     as_of: datetime,
@@ -115,9 +103,7 @@ def _customer_expr(
     n_orders = _n(r[_N])
     recency = _days(as_of, r[_LAST])
     first_days = _days(as_of, r[_FIRST])
-    mean_interval = ibis.ifelse(
-        n_orders >= 2, (first_days - recency) / (n_orders.cast("float64") - 1.0), None
-    )
+    mean_interval = mean_interval_expr(first_days, recency, n_orders)
     gap_n = _n(r[_GAP_N]).cast("float64")
     s1 = r[_GAP_S1].fill_null(0).cast("float64")
     s2 = r[_GAP_S2].fill_null(0).cast("float64")
@@ -168,7 +154,7 @@ def _customer_expr(
         )
     for frag in channels.values():
         out[f"channel_share_{frag}"] = _ratio(counts[f"channel_n_{frag}"], channel_n)
-    stage = _lifecycle_code(n_orders, recency, first_days, mean_interval)
+    stage = lifecycle_code_expr(n_orders, recency, first_days, mean_interval)
     out["lifecycle_stage"] = stage
     for i, name in enumerate(fg.LIFECYCLE_STAGES):
         out[f"lifecycle_{name}"] = (stage == i).cast("int8")
@@ -184,44 +170,6 @@ def _finish_customer(table: pa.Table) -> pd.DataFrame:
         categories=pd.Index(list(fg.LIFECYCLE_STAGES)),
     )
     return df
-
-
-def lifecycle_stage(
-    n_orders: np.ndarray,
-    recency_days: np.ndarray,
-    first_order_days: np.ndarray,
-    interval_mean_days: np.ndarray,
-) -> np.ndarray:
-    """Lifecycle stage code per customer (index into ``LIFECYCLE_STAGES``).
-
-    Parameters
-    ----------
-    n_orders : array of int
-        Orders before T.
-    recency_days, first_order_days : array of float
-        Days from the last / first order to T (NaN without orders).
-    interval_mean_days : array of float
-        Mean days between orders (NaN with fewer than 2 orders).
-
-    Returns
-    -------
-    numpy.ndarray of int8
-        Codes following :data:`features.feature_groups.LIFECYCLE_RULE`.
-    """
-    n = np.asarray(n_orders)
-    rec = np.asarray(recency_days, dtype="float64")
-    first = np.asarray(first_order_days, dtype="float64")
-    mean = np.asarray(interval_mean_days, dtype="float64")
-    idx = {name: np.int8(i) for i, name in enumerate(fg.LIFECYCLE_STAGES)}
-    with np.errstate(invalid="ignore"):
-        overdue = (n >= 2) & (rec > np.maximum(fg.OVERDUE_FACTOR * mean, fg.OVERDUE_MIN_DAYS))
-        lapsed = (n >= 1) & ((rec > fg.LAPSED_DAYS) | overdue)
-        developing = (n >= 2) & (first < fg.DEVELOPMENT_DAYS)
-    return np.select(
-        [n == 0, lapsed, n == 1, developing],
-        [idx[fg.ACQUISITION], idx[fg.WIN_BACK], idx[fg.ACTIVATION], idx[fg.DEVELOPMENT]],
-        default=idx[fg.RETENTION],
-    ).astype("int8")
 
 
 # --------------------------------------------------------------------------- cycle tables
@@ -250,11 +198,8 @@ def _cycle_expr(tables: Any, as_of: datetime, key: str) -> ibis.Table:
 def _finish_cycle(raw: pd.DataFrame, key: str, as_of: datetime) -> pd.DataFrame:
     n = raw["purchases"].to_numpy(dtype="int64")
     since = _days_before(as_of, raw[_LAST])
-    span = _days_before(as_of, raw[_FIRST]) - since
-    own = _divide(span, n - 1.0)
-    own[n < 2] = np.nan
-    median = pd.Series(own, index=raw.index).groupby(raw[key]).transform("median")
-    median_arr = median.to_numpy(dtype="float64")
+    own = own_cycle_days(_days_before(as_of, raw[_FIRST]), since, n)
+    median_arr = median_cycle_days(own, raw[key])
     return pd.DataFrame(
         {
             c.CUSTOMER_ID: raw[c.CUSTOMER_ID].array,

@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         "network); by default it needs a key with the `admin` scope.",
     )
 
+    content_templates_dir: Path | None = Field(
+        None,
+        description="Folder of Jinja2 templates for `format=html` recommendations; it must "
+        "hold content_block.html (and may hold <placement>.html or "
+        "<placement>/<content_block>.html); default the packaged serving/templates.",
+    )
     api_cors_origins: list[str] = Field(
         default_factory=list,
         description="Browser origins allowed to call the API (CORS), e.g. "

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features import contract as c
+from features.definitions import MEDIAN_CYCLE_DAYS, OWN_CYCLE_DAYS, pair_cycle_days
 
 PREFIX = "repl"
 DUE_WINDOWS_DAYS = (7, 30, 90)
@@ -21,8 +22,8 @@ GRACE_DAYS = 14.0
 """An item at most this many days past its cycle still counts as *due*, not overdue."""
 
 # customer x item snapshot columns used here (see features/feature_groups.py)
-_OWN = "own_cycle_days"
-_MEDIAN = "median_cycle_days"
+_OWN = OWN_CYCLE_DAYS
+_MEDIAN = MEDIAN_CYCLE_DAYS
 _SINCE = "days_since_last"
 _PURCHASES = "purchases"
 
@@ -42,8 +43,9 @@ def replenishment_columns() -> list[str]:
 def replenishment_features(customer_item: pd.DataFrame) -> pd.DataFrame:
     """Customer-level aggregates of repurchasable items (one row per customer with any).
 
-    Per item the cycle is the customer's own mean cycle, else the item's median cycle
-    (days); ``due_in = cycle - days_since_last`` (days, negative when late).
+    Per item the cycle is :func:`features.definitions.pair_cycle_days`: the customer's own
+    mean cycle when known and positive, else the item's median cycle (days);
+    ``due_in = cycle - days_since_last`` (days, negative when late).
 
     Returns
     -------
@@ -54,7 +56,7 @@ def replenishment_features(customer_item: pd.DataFrame) -> pd.DataFrame:
         (largest ``days_since_last / cycle`` below 3, ratio) and ``repl_due_<w>d`` (items
         with ``-GRACE_DAYS < due_in <= w`` days).
     """
-    cyc = customer_item[_OWN].fillna(customer_item[_MEDIAN]).to_numpy(dtype=np.float64)
+    cyc = pair_cycle_days(customer_item[_OWN], customer_item[_MEDIAN])
     since = customer_item[_SINCE].to_numpy(dtype=np.float64)
     due_in = cyc - since
     known = np.isfinite(due_in)

@@ -5,27 +5,31 @@
 - ``customers``: one row per customer with ``consent_email`` / ``consent_ads``;
 - ``items``: content fields (title, url, image_url, price EUR), category, flags
   (available = active and in stock, durable, repurchasable) and ``cycle_days``, the item's
-  median days between repeat purchases over all customers;
+  median cycle: the median over customers with 2+ orders of their ``own_cycle_days``
+  (:func:`features.definitions.median_cycle_days`, the snapshot's ``median_cycle_days``);
 - ``purchases``: one row per (customer, item) bought: ``last_ts``, ``n_purchases``,
-  ``n_gaps`` and ``own_cycle_days`` (the customer's median days between purchases);
+  ``n_gaps`` (distinct orders - 1) and ``own_cycle_days``, the customer's mean days between
+  orders of the item (:func:`features.definitions.own_cycle_days`, the same definition as
+  the snapshot's feature);
 - ``sends``: one row per (customer, item, placement): ``last_ts`` of the latest send;
 - ``carts``: open cart lines (added, not bought or removed since): customer, item, ``ts``;
 - ``affinity``: customer x category weights (purchase 3, add-to-cart 2, product view 1);
 - ``popularity``: item -> distinct buyers in the recent window.
 
-On construction every table is encoded to integer codes and sorted numpy keys once, so the
-rules (:mod:`serving.rules`) are vectorised look-ups (``searchsorted``/``take``) over a
-candidate frame, never per-customer Python loops.
+On construction every table is encoded to integer codes and sorted numpy keys once
+(:mod:`serving.context_tables`), so the rules (:mod:`serving.rules`) are vectorised
+look-ups (``searchsorted``/``take``) over a candidate frame, never per-customer Python loops.
 
 Build it from a shop with :func:`build_context` (DuckDB via Ibis) or from small pandas
-frames with :meth:`RecContext.from_events` (tests, notebooks).
+frames with :meth:`RecContext.from_events` (tests, notebooks); both compute the history
+tables with :mod:`serving.context_history`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -33,113 +37,52 @@ import pandas as pd
 import scipy.sparse as sp
 
 from features import contract as c
+from features.definitions import last_event_time
+from serving.context_history import history_from_events, history_from_shop
+from serving.context_tables import (
+    AFFINITY_WEIGHTS,
+    AVAILABLE,
+    CYCLE_DAYS,
+    DAY_NS,
+    IN_STOCK,
+    LAST_TS,
+    N_GAPS,
+    N_PURCHASES,
+    OVERALL,
+    OWN_CYCLE_DAYS,
+    POPULARITY,
+    STOCK,
+    WEIGHT,
+    PairTable,
+    bool_column,
+    index_codes,
+    now_ns,
+    ns,
+    pair_table,
+)
 
 log = logging.getLogger(__name__)
 
-DAY_NS = 86_400 * 10**9
-
-# Names of derived columns (not part of the data contract).
-LAST_TS = "last_ts"
-N_PURCHASES = "n_purchases"
-N_GAPS = "n_gaps"
-OWN_CYCLE_DAYS = "own_cycle_days"
-CYCLE_DAYS = "cycle_days"
-AVAILABLE = "available"
-WEIGHT = "weight"
-POPULARITY = "popularity"
-#: Optional extra item attributes that signal stock (extra attributes are kept by the
-#: loader): ``in_stock`` (bool) or ``stock`` (units; <= 0 is out of stock).
-IN_STOCK = "in_stock"
-STOCK = "stock"
-
-#: Affinity weight per event type.
-AFFINITY_WEIGHTS = {c.PURCHASE: 3.0, c.ADD_TO_CART: 2.0, c.PRODUCT_VIEW: 1.0}
-OVERALL = "all"
-
-
-def _ns(ts: Any) -> np.ndarray:
-    """Timestamps (Series/array/list) as int64 nanoseconds, NaT -> int64 min."""
-    arr = pd.to_datetime(pd.Series(ts), utc=False)
-    if getattr(arr.dt, "tz", None) is not None:
-        arr = arr.dt.tz_convert("UTC").dt.tz_localize(None)
-    return arr.astype("datetime64[ns]").to_numpy().astype("int64")
-
-
-def now_ns(now: datetime) -> int:
-    """A naive-UTC (or aware) datetime as int64 nanoseconds since the epoch."""
-    ts = pd.Timestamp(now)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return int(ts.as_unit("ns").value)
-
-
-def index_codes(index: pd.Index, values: Any) -> np.ndarray:
-    """Position of every value in ``index`` (``-1`` when absent or missing), as int64.
-
-    Factorises the values first, so millions of repeated ids cost one hash pass plus a
-    look-up of the distinct ones; categorical input maps only its categories.
-    """
-    codes: np.ndarray
-    uniques: Any
-    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
-        codes = values.cat.codes.to_numpy()
-        uniques = values.cat.categories
-    elif isinstance(values, pd.Series | pd.Index | np.ndarray):
-        codes, uniques = pd.factorize(values)
-    else:
-        codes, uniques = pd.factorize(np.asarray(values, dtype=object))
-    if len(uniques) == 0:
-        return np.full(len(codes), -1, dtype=np.int64)
-    found = index.get_indexer(pd.Index(uniques).astype(str)).astype(np.int64)
-    return np.where(codes >= 0, found[np.maximum(codes, 0)], -1)
-
-
-def _bool(frame: pd.DataFrame, col: str, default: bool) -> np.ndarray:
-    if col not in frame.columns:
-        return np.full(len(frame), default, dtype=bool)
-    return frame[col].astype("boolean").fillna(default).to_numpy(dtype=bool)
-
-
-@dataclass(frozen=True)
-class PairTable:
-    """Sorted int64 keys ``customer_code * n_items + item_code`` with aligned value arrays."""
-
-    keys: np.ndarray
-    values: dict[str, np.ndarray]
-
-    def lookup(self, keys: np.ndarray, name: str, default: float | int) -> np.ndarray:
-        """Value ``name`` for every query key; ``default`` where the key is absent."""
-        return self.lookup_many(keys, {name: default})[name]
-
-    def lookup_many(
-        self, keys: np.ndarray, defaults: dict[str, float | int]
-    ) -> dict[str, np.ndarray]:
-        """Several value columns for every query key, with one search."""
-        out = {}
-        hit = np.zeros(len(keys), dtype=bool)
-        at = np.zeros(len(keys), dtype=np.int64)
-        if len(self.keys) and len(keys):
-            at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-            hit = self.keys[at] == keys
-        for name, default in defaults.items():
-            vals = self.values[name]
-            col = np.full(len(keys), default, dtype=np.result_type(vals.dtype, type(default)))
-            col[hit] = vals[at[hit]]
-            out[name] = col
-        return out
-
-
-def _pair_table(keys: np.ndarray, values: dict[str, np.ndarray], agg_max: str | None) -> PairTable:
-    """Sort by key; with ``agg_max`` keep, per duplicate key, the row with the largest value."""
-    if agg_max is not None and len(keys):
-        order = np.lexsort((values[agg_max], keys))
-        keys = keys[order]
-        last = np.r_[keys[1:] != keys[:-1], True]
-        sel = order[last]
-        keys = keys[last]
-        return PairTable(keys, {k: v[sel] for k, v in values.items()})
-    order = np.argsort(keys, kind="stable")
-    return PairTable(keys[order], {k: v[order] for k, v in values.items()})
+__all__ = [
+    "AFFINITY_WEIGHTS",
+    "AVAILABLE",
+    "CYCLE_DAYS",
+    "DAY_NS",
+    "IN_STOCK",
+    "LAST_TS",
+    "N_GAPS",
+    "N_PURCHASES",
+    "OVERALL",
+    "OWN_CYCLE_DAYS",
+    "POPULARITY",
+    "STOCK",
+    "WEIGHT",
+    "PairTable",
+    "RecContext",
+    "build_context",
+    "index_codes",
+    "now_ns",
+]
 
 
 @dataclass
@@ -204,15 +147,15 @@ class RecContext:
         if c.PRICE not in items.columns:
             items[c.PRICE] = np.nan
         items[c.PRICE] = items[c.PRICE].astype("float64")
-        available = _bool(items, c.ACTIVE, True)
+        available = bool_column(items, c.ACTIVE, True)
         if IN_STOCK in items.columns:
-            available &= _bool(items, IN_STOCK, True)
+            available &= bool_column(items, IN_STOCK, True)
         if STOCK in items.columns:
             stock = pd.to_numeric(items[STOCK], errors="coerce").to_numpy(dtype=float)
             available &= ~(stock <= 0)
         items[AVAILABLE] = available
-        items[c.DURABLE] = _bool(items, c.DURABLE, False)
-        items[c.REPURCHASABLE] = _bool(items, c.REPURCHASABLE, False)
+        items[c.DURABLE] = bool_column(items, c.DURABLE, False)
+        items[c.REPURCHASABLE] = bool_column(items, c.REPURCHASABLE, False)
         if CYCLE_DAYS not in items.columns:
             items[CYCLE_DAYS] = np.nan
         self.items = items
@@ -239,7 +182,9 @@ class RecContext:
         cust = self.customers.drop_duplicates(c.CUSTOMER_ID).reset_index(drop=True)
         self.customers = cust
         self.customer_index = pd.Index(cust[c.CUSTOMER_ID].astype(str).to_numpy(dtype=object))
-        self.consent = {col: _bool(cust, col, False) for col in (c.CONSENT_EMAIL, c.CONSENT_ADS)}
+        self.consent = {
+            col: bool_column(cust, col, False) for col in (c.CONSENT_EMAIL, c.CONSENT_ADS)
+        }
 
     def customer_codes(self, ids: Any) -> np.ndarray:
         """Codes of customer ids (``-1`` for unknown customers)."""
@@ -278,7 +223,7 @@ class RecContext:
         keys, ok = self._encoded_pairs(p)
         if len(p):
             vals = {
-                LAST_TS: _ns(p[LAST_TS])[ok],
+                LAST_TS: ns(p[LAST_TS])[ok],
                 N_GAPS: p[N_GAPS].fillna(0).to_numpy(dtype=np.int64)[ok],
                 OWN_CYCLE_DAYS: p[OWN_CYCLE_DAYS].astype("float64").to_numpy()[ok],
             }
@@ -288,19 +233,19 @@ class RecContext:
                 N_GAPS: np.empty(0, np.int64),
                 OWN_CYCLE_DAYS: np.empty(0, float),
             }
-        self.purchase_pairs = _pair_table(keys[ok], vals, agg_max=LAST_TS)
+        self.purchase_pairs = pair_table(keys[ok], vals, agg_max=LAST_TS)
 
         s = self.sends
         keys, ok = self._encoded_pairs(s)
-        ts = _ns(s[LAST_TS])[ok] if len(s) else np.empty(0, np.int64)
-        self.send_pairs = _pair_table(keys[ok], {LAST_TS: ts}, agg_max=LAST_TS)
+        ts = ns(s[LAST_TS])[ok] if len(s) else np.empty(0, np.int64)
+        self.send_pairs = pair_table(keys[ok], {LAST_TS: ts}, agg_max=LAST_TS)
         self._send_pairs_by_placement: dict[str, PairTable] = {}
 
         cart = self.carts
         cc = self.customer_codes(cart[c.CUSTOMER_ID]) if len(cart) else np.empty(0, np.int64)
         ic = self.item_codes(cart[c.ITEM_ID]) if len(cart) else np.empty(0, np.int64)
         ok = (cc >= 0) & (ic >= 0)
-        cts = _ns(cart[c.TS]) if len(cart) else np.empty(0, np.int64)
+        cts = ns(cart[c.TS]) if len(cart) else np.empty(0, np.int64)
         self.cart_customer, self.cart_item, self.cart_ts = cc[ok], ic[ok], cts[ok]
 
     def sends_for_placement(self, placement: str) -> PairTable:
@@ -312,8 +257,8 @@ class RecContext:
             else:
                 s = s.iloc[:0]
             keys, ok = self._encoded_pairs(s)
-            ts = _ns(s[LAST_TS])[ok] if len(s) else np.empty(0, np.int64)
-            self._send_pairs_by_placement[placement] = _pair_table(
+            ts = ns(s[LAST_TS])[ok] if len(s) else np.empty(0, np.int64)
+            self._send_pairs_by_placement[placement] = pair_table(
                 keys[ok], {LAST_TS: ts}, agg_max=LAST_TS
             )
         return self._send_pairs_by_placement[placement]
@@ -365,6 +310,7 @@ class RecContext:
         self.item_pop_share = pop / total if total > 0 else pop
 
     # -- constructors -------------------------------------------------------------------
+
     @classmethod
     def from_events(
         cls,
@@ -388,7 +334,8 @@ class RecContext:
         customers, items : DataFrame
             Contract tables (see class docstring for the columns used).
         events : DataFrame
-            Contract events: ``customer_id, ts, event_type, item_id``.
+            Contract events: ``customer_id, ts, event_type, item_id`` (and ``order_id``,
+            which decides the orders behind ``own_cycle_days``).
         sends : DataFrame, optional
             Contract sends: ``customer_id, ts, item_id`` and optional ``placement``.
         popular_days, affinity_days, cart_days : int
@@ -401,99 +348,16 @@ class RecContext:
         RecContext
         """
         now_ts = pd.Timestamp(now)
-        ev = events[[c.CUSTOMER_ID, c.TS, c.EVENT_TYPE, c.ITEM_ID]].copy()
-        ev[c.TS] = pd.to_datetime(ev[c.TS])
-        ev = ev[(ev[c.TS] <= now_ts) & ev[c.ITEM_ID].notna()]
-        buys = ev[ev[c.EVENT_TYPE] == c.PURCHASE]
-        purchases, cycles = _purchase_summary(buys)
-        items = items.drop(columns=[CYCLE_DAYS], errors="ignore").merge(
-            cycles, on=c.ITEM_ID, how="left"
+        history = history_from_events(
+            now_ts.to_pydatetime(),
+            items,
+            events,
+            sends,
+            popular_days=popular_days,
+            affinity_days=affinity_days,
+            cart_days=cart_days,
         )
-        if sends is None or len(sends) == 0 or c.ITEM_ID not in sends.columns:
-            send_sum = pd.DataFrame(
-                {c.CUSTOMER_ID: [], c.ITEM_ID: [], c.PLACEMENT: [], LAST_TS: []}
-            )
-        else:
-            s = sends.copy()
-            if c.PLACEMENT not in s.columns:
-                s[c.PLACEMENT] = None
-            s[c.TS] = pd.to_datetime(s[c.TS])
-            s = s[(s[c.TS] <= now_ts) & s[c.ITEM_ID].notna()]
-            send_sum = (
-                s.groupby([c.CUSTOMER_ID, c.ITEM_ID, c.PLACEMENT], dropna=False)[c.TS]
-                .max()
-                .rename(LAST_TS)
-                .reset_index()
-            )
-        carts = _open_carts(ev, now_ts - timedelta(days=cart_days))
-        cat = items[[c.ITEM_ID, c.CATEGORY]]
-        recent = ev[ev[c.TS] > now_ts - timedelta(days=affinity_days)]
-        recent = recent.assign(**{WEIGHT: recent[c.EVENT_TYPE].map(AFFINITY_WEIGHTS)}).dropna(
-            subset=[WEIGHT]
-        )
-        affinity = (
-            recent.merge(cat, on=c.ITEM_ID)
-            .groupby([c.CUSTOMER_ID, c.CATEGORY])[WEIGHT]
-            .sum()
-            .reset_index()
-        )
-        pop_buys = buys[buys[c.TS] > now_ts - timedelta(days=popular_days)]
-        popularity = (
-            pop_buys.groupby(c.ITEM_ID)[c.CUSTOMER_ID].nunique().rename(POPULARITY).reset_index()
-        )
-        return cls(
-            now=now_ts.to_pydatetime(),
-            customers=customers,
-            items=items,
-            purchases=purchases,
-            sends=send_sum,
-            carts=carts,
-            affinity=affinity,
-            popularity=popularity,
-            pool_size=pool_size,
-        )
-
-
-def _purchase_summary(buys: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(customer, item) purchase summary and the per-item median cycle (days).
-
-    Gaps are counted between distinct purchase days of the same customer and item.
-    """
-    cols = [c.CUSTOMER_ID, c.ITEM_ID, LAST_TS, N_PURCHASES, N_GAPS, OWN_CYCLE_DAYS]
-    if len(buys) == 0:
-        return pd.DataFrame({k: [] for k in cols}), pd.DataFrame({c.ITEM_ID: [], CYCLE_DAYS: []})
-    b = buys[[c.CUSTOMER_ID, c.ITEM_ID, c.TS]].copy()
-    b["_day"] = b[c.TS].dt.floor("D")
-    days = (
-        b.groupby([c.CUSTOMER_ID, c.ITEM_ID, "_day"])[c.TS]
-        .max()
-        .reset_index()
-        .sort_values([c.CUSTOMER_ID, c.ITEM_ID, "_day"])
-    )
-    prev = days.groupby([c.CUSTOMER_ID, c.ITEM_ID])["_day"].shift()
-    days["_gap"] = (days["_day"] - prev).dt.days.astype("float64")
-    g = days.groupby([c.CUSTOMER_ID, c.ITEM_ID])
-    summary = pd.DataFrame(
-        {
-            LAST_TS: g[c.TS].max(),
-            N_PURCHASES: b.groupby([c.CUSTOMER_ID, c.ITEM_ID]).size(),
-            N_GAPS: g["_gap"].count(),
-            OWN_CYCLE_DAYS: g["_gap"].median(),
-        }
-    ).reset_index()
-    cycles = days.groupby(c.ITEM_ID)["_gap"].median().rename(CYCLE_DAYS).reset_index()
-    return summary[cols], cycles
-
-
-def _open_carts(ev: pd.DataFrame, since: pd.Timestamp) -> pd.DataFrame:
-    """Add-to-cart lines after ``since`` with no later purchase or removal of the item."""
-    adds = ev[(ev[c.EVENT_TYPE] == c.ADD_TO_CART) & (ev[c.TS] > since)]
-    adds = adds.groupby([c.CUSTOMER_ID, c.ITEM_ID])[c.TS].max().reset_index()
-    ends = ev[ev[c.EVENT_TYPE].isin([c.PURCHASE, c.REMOVE_FROM_CART])]
-    closing = ends.groupby([c.CUSTOMER_ID, c.ITEM_ID])[c.TS].max().rename("_closed")
-    out = adds.merge(closing.reset_index(), on=[c.CUSTOMER_ID, c.ITEM_ID], how="left")
-    out = out[out["_closed"].isna() | (out["_closed"] < out[c.TS])]
-    return out[[c.CUSTOMER_ID, c.ITEM_ID, c.TS]].reset_index(drop=True)
+        return cls(now=now_ts.to_pydatetime(), customers=customers, pool_size=pool_size, **history)
 
 
 def build_context(
@@ -512,8 +376,9 @@ def build_context(
     shop : features.shop.Shop
         Validated contract tables.
     now : datetime, optional
-        Reference instant (naive UTC); default the latest event time. Events and sends
-        after it are ignored.
+        Reference instant (naive UTC); default the latest event time
+        (:func:`features.definitions.last_event_time`). Events and sends after it are
+        ignored.
     popular_days, affinity_days, cart_days : int
         Windows (days before ``now``) for popularity, category affinity and open carts.
     pool_size : int
@@ -523,109 +388,19 @@ def build_context(
     -------
     RecContext
     """
-    import ibis
-
-    e = shop.events
     if now is None:
-        now = pd.Timestamp(e[c.TS].max().execute()).to_pydatetime()
-    now_lit = ibis.literal(pd.Timestamp(now).to_pydatetime().replace(tzinfo=None))
-    ev = e.filter(e[c.TS] <= now_lit, e[c.ITEM_ID].notnull())
-
-    cust_cols = [
-        col
-        for col in (c.CUSTOMER_ID, c.CONSENT_EMAIL, c.CONSENT_ADS)
-        if col in shop.customers.columns
-    ]
-    customers = shop.customers.select(cust_cols).to_pandas()
-    items = shop.items.to_pandas()
-
-    # Purchase summary: distinct purchase days per (customer, item), gaps between them.
-    buys = ev.filter(ev[c.EVENT_TYPE] == c.PURCHASE)
-    day = buys[c.TS].truncate("D").name("_day")
-    per_day = buys.group_by([buys[c.CUSTOMER_ID], buys[c.ITEM_ID], day]).aggregate(
-        **{c.TS: buys[c.TS].max(), "_n": buys.count()}
-    )
-    w = ibis.window(group_by=[per_day[c.CUSTOMER_ID], per_day[c.ITEM_ID]], order_by=per_day._day)
-    gaps = per_day.mutate(
-        _gap=(per_day._day.epoch_seconds() - per_day._day.lag().over(w).epoch_seconds()) / 86400.0
-    )
-    purchases = (
-        gaps.group_by([c.CUSTOMER_ID, c.ITEM_ID])
-        .aggregate(
-            **{
-                LAST_TS: gaps[c.TS].max(),
-                N_PURCHASES: gaps._n.sum(),
-                N_GAPS: gaps._gap.count(),
-                OWN_CYCLE_DAYS: gaps._gap.median(),
-            }
-        )
-        .to_pandas()
-    )
-    cycles = gaps.group_by(c.ITEM_ID).aggregate(**{CYCLE_DAYS: gaps._gap.median()}).to_pandas()
-    items = items.merge(cycles, on=c.ITEM_ID, how="left")
-
-    if shop.sends is not None and c.ITEM_ID in shop.sends.columns:
-        s = shop.sends
-        s = s.filter(s[c.TS] <= now_lit, s[c.ITEM_ID].notnull())
-        keys = [s[c.CUSTOMER_ID], s[c.ITEM_ID]]
-        if c.PLACEMENT in s.columns:
-            keys.append(s[c.PLACEMENT])
-        sends = s.group_by(keys).aggregate(**{LAST_TS: s[c.TS].max()}).to_pandas()
-    else:
-        sends = pd.DataFrame({c.CUSTOMER_ID: [], c.ITEM_ID: [], LAST_TS: []})
-
-    cart_since = ibis.literal(
-        (pd.Timestamp(now) - pd.Timedelta(days=cart_days)).to_pydatetime().replace(tzinfo=None)
-    )
-    adds = ev.filter(ev[c.EVENT_TYPE] == c.ADD_TO_CART, ev[c.TS] > cart_since)
-    adds = adds.group_by([c.CUSTOMER_ID, c.ITEM_ID]).aggregate(**{c.TS: adds[c.TS].max()})
-    closing = ev.filter(ev[c.EVENT_TYPE].isin([c.PURCHASE, c.REMOVE_FROM_CART]))
-    closing = closing.group_by([c.CUSTOMER_ID, c.ITEM_ID]).aggregate(_closed=closing[c.TS].max())
-    carts = adds.left_join(closing, [c.CUSTOMER_ID, c.ITEM_ID])
-    carts = carts.filter(carts._closed.isnull() | (carts._closed < carts[c.TS])).select(
-        c.CUSTOMER_ID, c.ITEM_ID, c.TS
-    )
-    carts_df = carts.to_pandas()
-
-    aff_since = ibis.literal(
-        (pd.Timestamp(now) - pd.Timedelta(days=affinity_days)).to_pydatetime().replace(tzinfo=None)
-    )
-    recent = ev.filter(ev[c.TS] > aff_since, ev[c.EVENT_TYPE].isin(list(AFFINITY_WEIGHTS)))
-    weight = ibis.cases(
-        *[(recent[c.EVENT_TYPE] == k, v) for k, v in AFFINITY_WEIGHTS.items()], else_=0.0
-    )
-    it = shop.items.select(c.ITEM_ID, c.CATEGORY)
-    joined = recent.mutate(_w=weight).join(it, c.ITEM_ID)
-    affinity = (
-        joined.group_by([c.CUSTOMER_ID, c.CATEGORY]).aggregate(**{WEIGHT: joined._w.sum()})
-    ).to_pandas()
-
-    pop_since = ibis.literal(
-        (pd.Timestamp(now) - pd.Timedelta(days=popular_days)).to_pydatetime().replace(tzinfo=None)
-    )
-    pb = buys.filter(buys[c.TS] > pop_since)
-    popularity = (
-        pb.group_by(c.ITEM_ID).aggregate(**{POPULARITY: pb[c.CUSTOMER_ID].nunique()}).to_pandas()
+        now = last_event_time(shop)
+        if now is None:
+            raise ValueError(f"data {getattr(shop, 'source', '')} hold no events to build on")
+    history = history_from_shop(
+        shop, now, popular_days=popular_days, affinity_days=affinity_days, cart_days=cart_days
     )
     log.info(
         "rule context as of %s: %d customers, %d items, %d purchased pairs, %d sent pairs",
         now,
-        len(customers),
-        len(items),
-        len(purchases),
-        len(sends),
+        len(history["customers"]),
+        len(history["items"]),
+        len(history["purchases"]),
+        len(history["sends"]),
     )
-    return RecContext(
-        now=pd.Timestamp(now).to_pydatetime(),
-        customers=customers,
-        items=items,
-        purchases=purchases,
-        sends=sends,
-        carts=carts_df,
-        affinity=affinity,
-        popularity=popularity,
-        pool_size=pool_size,
-    )
-
-
-__all__ = ["RecContext", "PairTable", "build_context", "now_ns"]
+    return RecContext(now=pd.Timestamp(now).to_pydatetime(), pool_size=pool_size, **history)

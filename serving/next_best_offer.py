@@ -12,9 +12,6 @@ explicit not-eligible result (when it does: no consent is on record for them).
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -39,6 +36,7 @@ from serving.rules import (
     SOURCE,
     RuleResult,
     apply_rules,
+    candidate_block,
     eligibility,
     recipient_index,
 )
@@ -178,7 +176,7 @@ def load_next_best_offers(
         Nothing trained: no registered version with the alias and no local model.
     """
     from models.recommender.next_best import NextBestOffers
-    from training.recommender_job import model_dir
+    from training.registry import model_dir, registered_folder
 
     if path is not None:
         p = Path(path)
@@ -186,10 +184,10 @@ def load_next_best_offers(
             raise NotTrainedError(f"path {p} holds no saved recommender (no params.json)")
         return NextBestOffers.load(p)
     if alias is not None:
-        folder = _registered_folder(settings, alias)
+        folder = registered_folder(settings, RECOMMENDER_MODEL, alias, _NBO_ARTIFACT)
         if folder is not None:
             return NextBestOffers.load(folder)
-    local = model_dir(settings)
+    local = model_dir(settings, RECOMMENDER_MODEL)
     if (local / "params.json").is_file():
         log.info("loading the last trained recommender from %s", local)
         return NextBestOffers.load(local)
@@ -198,47 +196,6 @@ def load_next_best_offers(
         f"no trained recommender: {where}no model in {local}; "
         "run `klantbeeld train recommender` first"
     )
-
-
-def _registered_folder(settings: Settings, alias: str) -> Path | None:
-    """Local copy of the registered version's ``nbo`` artifact, or None when there is none."""
-    from training.registry import registered_model_name
-    from training.tracking import configure_mlflow, is_local_store, tracking_uri
-
-    uri = tracking_uri(settings)
-    if is_local_store(uri) and not Path(uri.removeprefix("sqlite:///")).is_file():
-        return None
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    configure_mlflow(settings)
-    name = registered_model_name(RECOMMENDER_MODEL)
-    try:
-        mv = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-    cache = Path(settings.home) / "cache" / f"{RECOMMENDER_MODEL}-v{mv.version}"
-    if not (cache / "params.json").is_file():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.", dir=cache.parent))
-        try:
-            got = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(tmp)
-                )
-            )
-            found = sorted(got.rglob(f"{_NBO_ARTIFACT}/params.json"))
-            if not found:
-                raise NotTrainedError(
-                    f"{name} version {mv.version} has no {_NBO_ARTIFACT} artifact"
-                )
-            if cache.exists():
-                shutil.rmtree(cache)
-            os.replace(found[0].parent, cache)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    log.info("loading %s@%s (version %s) from %s", name, alias, mv.version, cache)
-    return cache
 
 
 def resolve_placement(
@@ -326,7 +283,9 @@ def recommend_frame(
             ranked = model.rank(raw) if len(raw) else raw
     sends, purchases = _state_overlay(state, list(recipients), pl, context, when)
     return apply_rules(
-        ranked,
+        ranked
+        if isinstance(ranked, CandidateBlock)
+        else candidate_block(ranked, context, sources=pl.candidate_sources),
         recipients,
         pl,
         context,

@@ -55,8 +55,9 @@ class PurchasedRule(_Strict):
     window_open, window_close : float
         Repurchasable items (consumables) come back only inside their repurchase window:
         ``window_open * cycle <= days since last purchase <= window_close * cycle``, with
-        ``cycle`` the customer's own median days between purchases of the item when they
-        have at least ``min_own_cycles`` gaps, else the item's median over all customers.
+        ``cycle`` the customer's own mean days between orders of the item
+        (``own_cycle_days``) when they have at least ``min_own_cycles`` gaps, else the
+        item's median cycle (:func:`features.definitions.median_cycle_days`).
         ``window_close = None`` leaves the window open-ended. A consumable without any
         known cycle falls back to ``days``.
     min_own_cycles : int

@@ -22,18 +22,17 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import ibis
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features import contract as c
 from features.shop import Shop
 from klantbeeld.errors import ConfigError
+from serving.yaml_config import raise_problems, read_yaml, validate_named
 
 log = logging.getLogger(__name__)
 
@@ -88,30 +87,8 @@ def parse_score_plans(data: Any, source: str) -> dict[str, ScorePlan]:
     ConfigError
         Every problem, as ``<file>: score plan '<name>', field '<loc>': <message>``.
     """
-    if not isinstance(data, dict) or set(data) != {"score_plans"}:
-        raise ConfigError(
-            f"{source}: expected a mapping with the single top-level key 'score_plans'"
-        )
-    raw = data["score_plans"]
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"{source}: 'score_plans' must be a non-empty mapping of name -> fields")
-    problems: list[str] = []
-    out: dict[str, ScorePlan] = {}
-    for name, fields in raw.items():
-        if not isinstance(fields, dict):
-            problems.append(f"{source}: score plan {name!r}: expected a mapping of fields")
-            continue
-        try:
-            out[str(name)] = ScorePlan.model_validate({**fields, "name": str(name)})
-        except ValidationError as exc:
-            for e in exc.errors():
-                loc = ".".join(str(p) for p in e["loc"]) or "<plan>"
-                problems.append(f"{source}: score plan {name!r}, field {loc!r}: {e['msg']}")
-    if problems:
-        raise ConfigError(
-            f"invalid score plans {source} ({len(problems)} problem(s)):\n  - "
-            + "\n  - ".join(problems)
-        )
+    out, problems = validate_named(data, "score_plans", "score plan", ScorePlan, source)
+    raise_problems(problems, "score plans", source)
     return out
 
 
@@ -123,20 +100,7 @@ def load_score_plans(path: str | Path | None = None) -> dict[str, ScorePlan]:
     ConfigError
         Missing file, invalid YAML (with line and column) or a bad plan.
     """
-    if path is None:
-        ref = resources.files("serving").joinpath(DEFAULT_SCORE_PLANS)
-        text, source = ref.read_text(encoding="utf-8"), str(ref)
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"score plans file {p} does not exist")
-        text, source = p.read_text(encoding="utf-8"), str(p)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}: not valid YAML{where}: {exc}") from None
+    data, source = read_yaml(path, DEFAULT_SCORE_PLANS, "score plans")
     return parse_score_plans(data, source)
 
 

@@ -17,7 +17,8 @@ Tables: ``sends``, ``purchases`` (read by the rules); ``events`` (every posted e
 ``event_id`` unique: a retried event is stored once); ``consent`` (latest consent per
 customer and channel from ``consent_update`` events, each channel with its own ``ts``);
 ``erased`` (customers erased on request: their rows are deleted everywhere and later
-events for them are not stored).
+events for them are not stored); the online-scoring tables of :mod:`serving.online_schema`
+(a change of online ads consent and an erasure are appended to its change log).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from typing import Protocol
 import pandas as pd
 
 from features import contract as c
+from serving.online_schema import CONSENT_ADS as ADS_CHANGE
+from serving.online_schema import ERASURE, ONLINE_SCHEMA, ONLINE_TABLES
+from serving.online_schema import ads_consent as _ads_consent
+from serving.online_schema import log_change as _log_change
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +265,7 @@ class SQLiteStateStore:
             con.execute("PRAGMA synchronous=FULL")  # a commit is on disk before we answer
             if not self._ready:
                 con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
+                con.executescript(_SCHEMA + ONLINE_SCHEMA)
                 self._ready = True
             yield con
         finally:
@@ -436,6 +441,7 @@ class SQLiteStateStore:
                         )
                     elif kind == CONSENT_UPDATE:
                         email, ads = v[at[c.CONSENT_EMAIL]], v[at[c.CONSENT_ADS]]
+                        ads_before = _ads_consent(con, cid)
                         con.execute(
                             _CONSENT_UPSERT,
                             (
@@ -446,6 +452,7 @@ class SQLiteStateStore:
                                 None if ads is None else ts,
                             ),
                         )
+                        _log_change(con, cid, ADS_CHANGE, ads_before, _ads_consent(con, cid), ts)
                     else:
                         continue
                     n[kind] += 1
@@ -486,20 +493,24 @@ class SQLiteStateStore:
         Returns
         -------
         int
-            Rows deleted from ``events``, ``purchases``, ``sends`` and ``consent``.
+            Rows deleted from ``events``, ``purchases``, ``sends`` and ``consent`` (the
+            online scores, features and change-log rows go too, uncounted; one erasure row
+            is appended to the change log for the audience delta feed).
         """
         n = 0
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
-                for table in ("events", "purchases", "sends", "consent"):
-                    n += con.execute(
+                for table in ("events", "purchases", "sends", "consent", *ONLINE_TABLES):
+                    deleted = con.execute(
                         f"DELETE FROM {table} WHERE {c.CUSTOMER_ID} = ?", (customer_id,)
                     ).rowcount
-                con.execute(
+                    n += 0 if table in ONLINE_TABLES else deleted
+                if con.execute(
                     f"INSERT OR IGNORE INTO erased ({c.CUSTOMER_ID}, erased_at) VALUES (?, ?)",
                     (customer_id, _stamp(erased_at)),
-                )
+                ).rowcount:  # the delta feed tells exports to drop the customer
+                    _log_change(con, customer_id, ERASURE, None, None, _stamp(erased_at))
             except BaseException:
                 con.execute("ROLLBACK")
                 raise

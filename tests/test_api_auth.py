@@ -43,6 +43,7 @@ ENDPOINTS = [
     ),
     ("GET", "/v1/audiences/conversion_intent", None, "audiences:export"),
     ("GET", "/v1/audiences/churn_risk/export", None, "audiences:export"),
+    ("GET", "/v1/audiences/likely_buyers/changes?since=0", None, "audiences:export"),
     ("GET", "/metrics", None, "admin"),
     ("POST", "/v1/admin/reload", None, "admin"),
     ("DELETE", "/v1/customers/C1", None, "admin"),  # last: it erases C1

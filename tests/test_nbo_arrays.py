@@ -2,10 +2,10 @@
 
 ``NextBestOffers.candidate_block`` + ``apply_rules(CandidateBlock)`` must return the same
 recipients and items (order, scores, reasons, content) as ``rank(candidates())`` +
-``apply_rules(DataFrame)`` -- with the blend and with a LambdaRank re-ranker, for every
-packaged placement (source filters, carts, price bands, per-category caps, fallback), with
-unknown customers and with sends and purchases recorded at run time. The top-n helpers
-are checked against a brute-force ranking with many ties.
+``apply_rules(candidate_block(DataFrame))`` -- with the blend and with a LambdaRank
+re-ranker, for every packaged placement (source filters, carts, price bands, per-category
+caps, fallback), with unknown customers and with sends and purchases recorded at run time.
+The top-n helpers are checked against a brute-force ranking with many ties.
 """
 
 from __future__ import annotations

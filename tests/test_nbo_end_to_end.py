@@ -228,7 +228,7 @@ def test_registered_champion_is_preferred_over_the_local_model(trained, tmp_path
         recommender_ranker_estimators=20,
     )
     res = train_recommender(settings, log_to_mlflow=True)
-    assert res.version == 1 and res.promotion.promoted
+    assert res.version == 1 and res.promoted
     # the local copy is gone: the loader must fetch the champion's artifact
     import shutil
 

@@ -56,7 +56,7 @@ def test_metrics_and_time_split(result):
         assert 0.0 <= m[name] <= 1.0, name
     # last event on 2026-10-31: the test period starts at midnight 14 days before
     assert res.as_of == datetime(2026, 10, 17)
-    assert res.n_test_users == m["n_test_users"] > 0
+    assert res.n_test == m["n_test_users"] > 0
     # the final ranking keeps the better of blend / re-ranker chosen on validation
     assert m["test_recall_at_10"] > m["baseline_popularity_recall_at_10"]
 
@@ -120,7 +120,7 @@ def test_mlflow_run_goes_to_the_project_store(shop, tmp_path, monkeypatch):
     run = client.get_run(res.run_id)
     assert run.info.artifact_uri.startswith(root)
     assert run.info.experiment_id == exp.experiment_id
-    assert res.version == 1 and res.promotion.promoted
+    assert res.version == 1 and res.promoted
     assert run.data.tags["test_period"] == "2026-10-17/2026-10-31"
 
 

@@ -414,3 +414,20 @@ def test_buy_again_ranks_by_repurchase_probability_where_the_model_scored(tmp_pa
     np.testing.assert_array_equal(back.recommend(np.array([0, 1]), age, n=3)[0], ids0)
     with pytest.raises(ValueError, match="probabilities"):
         model.with_due_probability(due * 3)
+
+
+def test_params_follow_the_sklearn_contract(tmp_path) -> None:
+    from sklearn.base import clone
+
+    model = ItemKNNRecommender(K=7, similarity="cosine")
+    assert model.get_params()["K"] == 7
+    assert model.set_params(K=3) is model and model.K == 3
+    copy = clone(model)
+    assert copy is not model and copy.get_params() == model.get_params()
+    assert repr(model) == "ItemKNNRecommender(K=3, binary_history=False, similarity='cosine')"
+    # params.json holds JSON values (an ndarray parameter becomes a list)
+    seg = CategoryPopularityRecommender(np.array([0, 1, 1]))
+    user_items = sparse.csr_matrix(np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))
+    seg.fit(user_items).save(tmp_path / "seg")
+    back = Recommender.load(tmp_path / "seg")
+    assert back.get_params()["item_categories"] == [0, 1, 1]

@@ -100,3 +100,38 @@ def test_challenger_champion_flow(store: Settings) -> None:
     forced = promote_if_better("regtest", v3, "test_roc_auc", force=True)
     assert (forced.promoted, forced.reason) == (True, "forced")
     assert registry.champion_version("regtest") == v3
+
+    # one loader for every consumer: by alias, version first
+    version, model = registry.load_champion("regtest")
+    assert version == v3
+    assert model.predict(pd.DataFrame({"x": [1.0]})).tolist() == [0.3]
+    version, model = registry.load_champion("regtest", registry.CHALLENGER)
+    assert (version, model.predict(pd.DataFrame({"x": [1.0]})).tolist()) == (v4, [0.4])
+
+
+def test_load_champion_without_one_names_the_command(store: Settings) -> None:
+    from klantbeeld.errors import NotTrainedError
+
+    configure_mlflow(store)
+    with pytest.raises(NotTrainedError, match=r"klantbeeld-nothing@champion.*train nothing"):
+        registry.load_champion("nothing")
+    assert registry.alias_version("nothing", "champion") is None
+
+
+def test_format_test_period_is_iso_dates() -> None:
+    from datetime import date, datetime
+
+    got = registry.format_test_period(datetime(2026, 10, 17, 13, 5), datetime(2026, 10, 31))
+    assert got == "2026-10-17/2026-10-31"
+    assert registry.format_test_period(date(2026, 1, 1), datetime(2026, 1, 1, 23)) == (
+        "2026-01-01/2026-01-01"
+    )
+    with pytest.raises(ValueError, match="before its start"):
+        registry.format_test_period(date(2026, 2, 1), date(2026, 1, 31))
+
+
+def test_model_dir_is_under_home(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    assert registry.model_dir(settings, "recommender") == tmp_path / "models" / "recommender"
+    with pytest.raises(ValueError, match="identifier"):
+        registry.model_dir(settings, "../etc")

@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 
 from klantbeeld.errors import NotTrainedError
-from models.repurchase_timing import (
-    IntervalBaseline,
-    RepurchaseTimingModel,
+from models.repurchase_baselines import IntervalBaseline
+from models.repurchase_distribution import (
     combine_first_purchase,
     cumulative_at_days,
     distribution_frame,
@@ -22,6 +21,8 @@ from models.repurchase_timing import (
     restricted_mean_days,
     window_probability,
 )
+from models.repurchase_hazard import hazard_feature_names, hazard_table, validate_labels
+from models.repurchase_timing import RepurchaseTimingModel
 
 
 def synth_pairs(
@@ -168,6 +169,60 @@ def test_censored_pairs_are_not_treated_as_never_repurchasing() -> None:
     # The same pairs labelled "no purchase in 12 weeks" (censoring ignored) collapse to ~0:
     naive = RepurchaseTimingModel(n_estimators=80, random_state=0).fit(X, ev, None)
     assert 1.0 - naive.predict_distribution(q)[1, -1] < 0.2
+
+
+def test_hazard_table_rows_per_pair_and_week_hand_worked() -> None:
+    # Pair 0 repurchases in week 2 (rows for weeks 1, 2; target 1 at 2); pair 1 is censored
+    # after 1 week (one row, target 0); pair 2 is seen all 3 weeks without a purchase.
+    base = np.array([[10.0, 20.0], [5.0, np.nan], [30.0, 0.0]], dtype=np.float32)
+    ev, risk = validate_labels(3, [2, 0, 0], [3, 1, 3], 3)
+    np.testing.assert_array_equal(risk, [2, 1, 3])
+    Xh, y, w = hazard_table(
+        base, ev, risk, weeks=3, elapsed_idx=0, cycle_idx=[1], rng=None, max_negative_rows=None
+    )
+    # Week 1: pairs 0, 1, 2 (no positive); week 2: pair 0 positive, pair 2; week 3: pair 2.
+    np.testing.assert_array_equal(Xh[:, 2], [1, 1, 1, 2, 2, 3])  # week column
+    np.testing.assert_array_equal(y, [0, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(w, np.ones(6))
+    # Age at mid-week: elapsed + 7w - 3.5 days; over the cycle where the cycle is > 0.
+    np.testing.assert_allclose(Xh[:, 3], [13.5, 8.5, 33.5, 20.5, 40.5, 47.5])
+    np.testing.assert_allclose(Xh[:, 4], [13.5 / 20, np.nan, np.nan, 20.5 / 20, np.nan, np.nan])
+    assert hazard_feature_names(["since", "cycle"], [1]) == [
+        "since",
+        "cycle",
+        "week",
+        "age_at_week_days",
+        "age_at_week_days_over_cycle",
+    ]
+    # Capped target-0 rows are subsampled and reweighted by the inverse rate (5 -> 2.5).
+    _, y2, w2 = hazard_table(
+        base,
+        ev,
+        risk,
+        weeks=3,
+        elapsed_idx=0,
+        cycle_idx=[1],
+        rng=np.random.default_rng(0),
+        max_negative_rows=2,
+    )
+    assert y2.sum() == 1
+    np.testing.assert_allclose(w2[y2 == 0], 2.5)
+
+
+def test_get_params_are_the_constructor_arguments() -> None:
+    model = RepurchaseTimingModel(weeks=8, n_estimators=5, random_state=3)
+    params = model.get_params()
+    assert params["weeks"] == 8 and params["n_estimators"] == 5 and params["random_state"] == 3
+    assert set(params) == {
+        "weeks", "elapsed_col", "cycle_cols", "n_estimators", "learning_rate", "num_leaves",
+        "min_child_samples", "reg_lambda", "max_negative_rows", "early_stopping_rounds",
+        "random_state", "n_jobs", "max_days",
+    }  # fmt: skip
+    assert RepurchaseTimingModel(**params).get_params() == params
+    assert model.set_params(weeks=4).weeks == 4
+    base = IntervalBaseline("customer_mean", weeks=6)
+    assert base.get_params()["kind"] == "customer_mean"
+    assert base.get_params()["weeks"] == 6
 
 
 def test_label_validation_names_the_argument() -> None:

@@ -12,7 +12,7 @@ from serving.content_blocks import best_content_block
 from serving.context import RecContext
 from serving.next_best_offer import recommend_for
 from serving.placements import Placement, PriceBand, PurchasedRule, Rules, load_placements
-from serving.rules import apply_rules, cap_per_group, keep_not_purchased
+from serving.rules import apply_rules, candidate_block, cap_per_group, keep_not_purchased
 from serving.state import SQLiteStateStore
 
 NOW = datetime(2026, 3, 1, 12, 0)
@@ -79,12 +79,13 @@ def _events() -> pd.DataFrame:
         ("bob", ago(75), "purchase", "flour"),
         ("bob", ago(45), "purchase", "flour"),
         ("bob", ago(15), "purchase", "flour"),
-        # cas buys flour every 10 days (3 gaps) -> item median gap = median(30,30,10,10,10)=10.
+        # cas buys flour every 10 days (3 gaps) -> item median cycle = median of the own cycles
+        # of the customers with 2+ orders = median(bob 30, cas 10) = 20.
         ("cas", ago(50), "purchase", "flour"),
         ("cas", ago(40), "purchase", "flour"),
         ("cas", ago(30), "purchase", "flour"),
         ("cas", ago(20), "purchase", "flour"),
-        # eve bought flour once, 15 days ago: no own cycle -> item cycle 10 days.
+        # eve bought flour once, 15 days ago: no own cycle -> item cycle 20 days.
         ("eve", ago(15), "purchase", "flour"),
         # dee looks at baking a lot (no consent though).
         ("dee", ago(5), "product_view", "sugar"),
@@ -150,19 +151,25 @@ def cands(customer: str, items: list[str], reason: str = "for_you") -> pd.DataFr
     )
 
 
+def rules_on(frame: pd.DataFrame, customers, p: Placement, context: RecContext, **kw):
+    """``apply_rules`` over a frame of candidates, converted as ``recommend_frame`` does."""
+    block = candidate_block(frame, context, sources=p.candidate_sources)
+    return apply_rules(block, customers, p, context, **kw)
+
+
 def items_for(result, customer: str) -> list[str]:
     recs = result.recs
     return recs.loc[recs["customer_id"] == customer, "item_id"].tolist()
 
 
 def test_durable_bought_long_ago_never_returns_but_ordinary_item_does(ctx):
-    res = apply_rules(cands("ann", ["pram", "bib", "toy"]), ["ann"], placement(), ctx)
+    res = rules_on(cands("ann", ["pram", "bib", "toy"]), ["ann"], placement(), ctx)
     # pram: durable, bought 400 days ago -> never; bib: ordinary, 400 > 90 days -> back.
     assert items_for(res, "ann") == ["bib", "toy"]
 
 
 def test_durable_excluded_even_when_rule_days_is_zero(ctx):
-    res = apply_rules(
+    res = rules_on(
         cands("ann", ["pram"]), ["ann"], placement(exclude_purchased=PurchasedRule(days=0)), ctx
     )
     assert items_for(res, "ann") == []
@@ -178,7 +185,7 @@ def test_durable_excluded_even_when_rule_days_is_zero(ctx):
     ],
 )
 def test_consumable_returns_only_inside_own_repurchase_window(ctx, days_after_now, expected):
-    res = apply_rules(
+    res = rules_on(
         cands("bob", ["flour"], "bought_before"),
         ["bob"],
         placement(),
@@ -189,24 +196,30 @@ def test_consumable_returns_only_inside_own_repurchase_window(ctx, days_after_no
 
 
 def test_consumable_uses_item_cycle_without_own_history(ctx):
-    # eve bought flour once, 15 days ago; item median cycle is 10 days -> window [8, 20].
-    assert ctx.items.set_index("item_id").loc["flour", "cycle_days"] == 10.0
-    res = apply_rules(cands("eve", ["flour"]), ["eve"], placement(), ctx)
-    assert items_for(res, "eve") == ["flour"]
-    later = apply_rules(cands("eve", ["flour"]), ["eve"], placement(), ctx, now=NOW + timedelta(6))
-    assert items_for(later, "eve") == []  # 21 days > 2.0 * 10
+    # eve bought flour once, 15 days ago; item median cycle is 20 days -> window [16, 40].
+    assert ctx.items.set_index("item_id").loc["flour", "cycle_days"] == 20.0
+    res = rules_on(cands("eve", ["flour"]), ["eve"], placement(), ctx)
+    assert items_for(res, "eve") == []  # 15 days < 0.8 * 20
+    later = rules_on(cands("eve", ["flour"]), ["eve"], placement(), ctx, now=NOW + timedelta(6))
+    assert items_for(later, "eve") == ["flour"]  # 21 days: inside the window
+    late = rules_on(cands("eve", ["flour"]), ["eve"], placement(), ctx, now=NOW + timedelta(26))
+    assert items_for(late, "eve") == []  # 41 days > 2.0 * 20
 
 
 def test_keep_not_purchased_vector_matches_rules(ctx):
     cust = ctx.customer_codes(["ann", "ann", "bob", "eve", "new"])
     item = ctx.item_codes(["pram", "bib", "flour", "flour", "pram"])
     keep = keep_not_purchased(cust, item, ctx, PurchasedRule(days=90), ctx.now_ns)
-    assert keep.tolist() == [False, True, False, True, True]
+    assert keep.tolist() == [False, True, False, False, True]  # eve: 15 days < 0.8 * 20
+    later = keep_not_purchased(
+        cust, item, ctx, PurchasedRule(days=90), ctx.now_ns + 6 * 86_400 * 10**9
+    )
+    assert later.tolist() == [False, True, False, True, True]  # eve: 21 days, inside
 
 
 def test_recent_send_excluded_for_seven_days_then_back(ctx):
     p = placement(exclude_sent_days=7)
-    res = apply_rules(cands("ann", ["g25", "g40", "toy", "g5"]), ["ann"], p, ctx)
+    res = rules_on(cands("ann", ["g25", "g40", "toy", "g5"]), ["ann"], p, ctx)
     # g25 sent 3 days ago -> out; g40 sent 8 days ago -> in; toy sent exactly 7 days ago -> in.
     assert items_for(res, "ann") == ["g40", "toy", "g5"]
 
@@ -214,7 +227,7 @@ def test_recent_send_excluded_for_seven_days_then_back(ctx):
 def test_send_scope_same_placement_only(ctx):
     p = placement(exclude_sent_days=10, sent_same_placement_only=True)
     p = p.model_copy(update={"name": "web_for_you"})
-    res = apply_rules(cands("ann", ["g25", "g40", "toy"]), ["ann"], p, ctx)
+    res = rules_on(cands("ann", ["g25", "g40", "toy"]), ["ann"], p, ctx)
     # Only the web_for_you send (toy, 7 days ago) counts.
     assert items_for(res, "ann") == ["g25", "g40"]
 
@@ -282,7 +295,7 @@ def test_customer_without_history_gets_fallback_and_no_error(ctx):
 
 def test_fallback_fills_from_segment_first(ctx):
     p = placement().model_copy(update={"fallback": "popular", "n_items": 3})
-    res = apply_rules(cands("cas", ["g40"]), ["cas"], p, ctx)
+    res = rules_on(cands("cas", ["g40"]), ["cas"], p, ctx)
     recs = res.recs
     # cas: model item g40 first; segment = baking (flour weight 12) -> flour is in its
     # window? last flour 20 days ago, own cycle 10 -> window [8, 20]: yes; then overall g5.
@@ -292,7 +305,7 @@ def test_fallback_fills_from_segment_first(ctx):
 
 def test_max_per_category_holds(ctx):
     p = placement(max_per_category=2)
-    res = apply_rules(cands("eve", ["g5", "g15", "g40", "g25", "toy"]), ["eve"], p, ctx)
+    res = rules_on(cands("eve", ["g5", "g15", "g40", "g25", "toy"]), ["eve"], p, ctx)
     assert items_for(res, "eve") == ["g5", "g15", "toy"]
     assert res.recs.groupby("category").size().max() == 2
 
@@ -306,21 +319,21 @@ def test_cap_per_group_counts_in_row_order():
 
 def test_price_band_holds(ctx):
     p = placement(price_band=PriceBand(min=10, max=30))
-    res = apply_rules(cands("eve", ["g5", "g15", "g40", "g25", "toy", "pram"]), ["eve"], p, ctx)
+    res = rules_on(cands("eve", ["g5", "g15", "g40", "g25", "toy", "pram"]), ["eve"], p, ctx)
     assert items_for(res, "eve") == ["g15", "g25", "toy"]
 
 
 def test_inactive_items_excluded(ctx):
-    res = apply_rules(cands("eve", ["old", "toy"]), ["eve"], placement(), ctx)
+    res = rules_on(cands("eve", ["old", "toy"]), ["eve"], placement(), ctx)
     assert items_for(res, "eve") == ["toy"]
-    off = apply_rules(cands("eve", ["old"]), ["eve"], placement(exclude_unavailable=False), ctx)
+    off = rules_on(cands("eve", ["old"]), ["eve"], placement(exclude_unavailable=False), ctx)
     assert items_for(off, "eve") == ["old"]
 
 
 def test_out_of_stock_column_excludes_items():
     items = ITEMS.assign(stock=[1, 0] + [5] * 9)
     c2 = RecContext.from_events(NOW, CUSTOMERS, items, _events())
-    res = apply_rules(cands("eve", ["pram", "bib", "toy"]), ["eve"], placement(), c2)
+    res = rules_on(cands("eve", ["pram", "bib", "toy"]), ["eve"], placement(), c2)
     assert items_for(res, "eve") == ["pram", "toy"]
 
 
@@ -366,7 +379,7 @@ def test_same_item_from_two_sources_appears_once_with_best_score(ctx):
             ),
         ]
     )
-    res = apply_rules(c, ["eve"], placement(), ctx)
+    res = rules_on(c, ["eve"], placement(), ctx)
     assert res.recs[["item_id", "reason", "rank"]].values.tolist() == [
         ["g40", "similar_to:toy", 1],
         ["toy", "for_you", 2],
@@ -375,7 +388,7 @@ def test_same_item_from_two_sources_appears_once_with_best_score(ctx):
 
 def test_sources_not_in_placement_are_dropped(ctx):
     c = cands("eve", ["toy"]).assign(source="recently_viewed")
-    res = apply_rules(c, ["eve"], placement(), ctx)
+    res = rules_on(c, ["eve"], placement(), ctx)
     assert items_for(res, "eve") == []
     assert res.recipients.loc[0, ["eligible", "reason"]].tolist() == [False, "no_items"]
 
@@ -396,7 +409,7 @@ def test_returned_items_carry_content_fields(ctx):
 
 def test_n_items_and_ranks(ctx):
     p = placement().model_copy(update={"n_items": 2})
-    res = apply_rules(cands("eve", ["toy", "g40", "g25"]), ["eve"], p, ctx)
+    res = rules_on(cands("eve", ["toy", "g40", "g25"]), ["eve"], p, ctx)
     assert res.recs[["item_id", "rank"]].values.tolist() == [["toy", 1], ["g40", 2]]
 
 
@@ -455,7 +468,52 @@ def test_build_context_from_shop_matches_pandas_path(tmp_path, ctx):
     ]:
         a, b = norm(getattr(built, name), keys), norm(getattr(ctx, name), keys)
         pd.testing.assert_frame_equal(a, b[a.columns], check_dtype=False, obj=name)
-    assert built.items.set_index("item_id")["cycle_days"].dropna().to_dict() == {"flour": 10.0}
+    assert built.items.set_index("item_id")["cycle_days"].dropna().to_dict() == {"flour": 20.0}
     web = load_placements().get("web_for_you")
     ids = ["ann", "bob", "cas", "fay", "stranger"]
     assert recommend_for(ids, web, context=built) == recommend_for(ids, web, context=ctx)
+
+
+def test_candidate_block_keeps_the_best_row_per_pair_in_score_order(ctx):
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["eve", "ann", "eve", "eve", "eve", "eve", "ann", None],
+            "item_id": ["toy", "bib", "g40", "toy", "nope", "g25", "g5", "toy"],
+            "score": [0.5, 0.9, 0.7, 0.8, 0.95, np.nan, 0.9, 1.0],
+            "source": ["als", "als", "item_knn", "als", "als", "als", "popular", "als"],
+            "reason": ["for_you", None, "similar_to:toy", "viewed", "x", "x", "x", "x"],
+        }
+    )
+    block = candidate_block(frame, ctx, sources=["als", "item_knn"])
+    got = block.to_frame()
+    # eve: toy's 0.8 row beats its 0.5 row; "nope" is not in the catalogue, g25 has no
+    # finite score; ann's popular row is not a listed source; the row without id is gone
+    assert got[["customer_id", "item_id", "score", "source", "reason"]].values.tolist() == [
+        ["eve", "toy", 0.8, "als", "viewed"],
+        ["eve", "g40", 0.7, "item_knn", "similar_to:toy"],
+        ["ann", "bib", 0.9, "als", "for_you"],
+    ]
+    assert block.item_index is ctx.item_index
+    empty = candidate_block(None, ctx)
+    assert len(empty) == 0 and empty.items.shape == (0, 0)
+    res = apply_rules(empty, ["eve"], placement(), ctx)
+    assert res.recipients.loc[0, ["eligible", "reason"]].tolist() == [False, "no_items"]
+
+
+def test_candidate_block_ties_keep_input_order_and_ids_compare_as_text(ctx):
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["eve", "eve", "eve"],
+            "item_id": ["g5", "toy", "g15"],
+            "score": [1.0, 1.0, 1.0],
+        }
+    )
+    assert candidate_block(frame, ctx).to_frame()["item_id"].tolist() == ["g5", "toy", "g15"]
+    mixed = pd.DataFrame({"customer_id": [7, "7"], "item_id": ["toy", "toy"], "score": [1, 2]})
+    block = candidate_block(mixed, ctx)
+    assert block.customer_ids.tolist() == ["7"] and block.score.tolist() == [[2.0]]
+
+
+def test_apply_rules_takes_only_a_candidate_block(ctx):
+    with pytest.raises(TypeError, match="candidate_block"):
+        apply_rules(cands("eve", ["toy"]), ["eve"], placement(), ctx)

@@ -13,12 +13,12 @@ from feature_fixtures import T, hand_worked_events, write_shop
 
 from features import contract as c
 from features import feature_groups as fg
+from features.definitions import lifecycle_stage
 from features.manifest import KEY_GROUP, feature_names, read_manifest
 from features.shop import open_shop
 from features.snapshot import (
     build_snapshot,
     compute_features,
-    lifecycle_stage,
     normalize_as_of,
     read_snapshot,
     write_snapshot,

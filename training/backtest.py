@@ -103,7 +103,9 @@ class BacktestPlan:
     @property
     def test_period(self) -> str:
         """``"<test cutoff>/<test end>"`` in ISO dates: the key for champion comparisons."""
-        return f"{self.test.date().isoformat()}/{self.test_end.date().isoformat()}"
+        from training.registry import format_test_period
+
+        return format_test_period(self.test, self.test_end)
 
     @property
     def cutoffs(self) -> tuple[datetime, ...]:

@@ -58,19 +58,16 @@ def scores_path(settings: Settings, as_of: datetime) -> Path:
 
 def load_champions(models: Sequence[str]) -> dict[str, tuple[int, Any]]:
     """Load the champion scorer of each model that has one: ``{model: (version, scorer)}``."""
-    import mlflow
-
     from models.pyfunc import unwrap_scorer
     from training import registry
 
     out: dict[str, tuple[int, Any]] = {}
     for m in models:
-        version = registry.champion_version(m)
-        if version is None:
+        try:
+            version, pyfunc = registry.load_champion(m)
+        except NotTrainedError:
             log.warning("no champion for %s; its columns are left out", m)
             continue
-        name = registry.registered_model_name(m)
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
         out[m] = (version, unwrap_scorer(pyfunc))
     return out
 

@@ -5,7 +5,7 @@ One MLflow run in experiment ``klantbeeld-clv`` for a horizon of H days:
 1. cutoffs from :func:`training.backtest.plan_backtest` with horizon H (training cutoffs
    < validation cutoff < test cutoff, label windows never overlapping); shops above
    ``BacktestConfig.max_customers`` customers are read through the seeded customer sample
-   of :func:`training.scoring_job.prepare_shop`, like the binary scores;
+   of :func:`training.sampling.prepare_shop`, like the binary scores;
 2. per cutoff T the point-in-time snapshot (only events before T,
    :func:`models.inputs.model_inputs`) of the customers with an order before T, joined to
    their orders and revenue in ``[T, T + H)`` (:func:`features.clv_labels.purchase_labels`);
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -92,7 +92,7 @@ def _labelled(shop: Any, as_of: datetime, horizon_days: int) -> tuple[pd.DataFra
     """:func:`labelled_snapshot` and the feature manifest of its columns."""
     from models.clv import in_population
     from models.inputs import replenishment_manifest
-    from training.scoring_job import default_snapshot
+    from training.frames import default_snapshot
 
     snap = default_snapshot(shop, as_of)
     X = model_inputs(snap)
@@ -216,42 +216,30 @@ def _plot_deciles(tables: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def _compare_with_champion(frames: CLVFrames, test_period: str) -> None:
-    """On the active run, log the champion's ``test_mae_clv_eur`` on this run's test period
-    when the champion was tested on another period (see :mod:`training.registry`). A
-    champion of another horizon is not compared, so it stays champion unless forced."""
-    import mlflow
+def _champion_scorer(frames: CLVFrames) -> Callable[[Any], float | None]:
+    """``score_champion`` of :func:`training.log_run.log_training_run`: the champion's
+    ``mae_clv_eur`` on this run's test rows. A champion of another horizon is not compared,
+    so it stays champion unless forced."""
 
-    from training import registry
-
-    champ = registry.champion_version(MODEL)
-    if champ is None:
-        return
-    client = mlflow.MlflowClient()
-    name = registry.registered_model_name(MODEL)
-    champ_run = client.get_run(str(client.get_model_version(name, str(champ)).run_id))
-    if champ_run.data.tags.get(registry.TEST_PERIOD_TAG) == test_period:
-        return
-    if champ_run.data.params.get("horizon_days") != str(frames.plan.horizon_days):
-        log.warning(
-            "clv champion v%s predicts another horizon (%s days); not compared (use --force)",
-            champ,
-            champ_run.data.params.get("horizon_days"),
-        )
-        return
-    try:
-        pred = mlflow.pyfunc.load_model(f"models:/{name}/{champ}").predict(frames.test)
+    def score(champion: Any) -> float | None:
+        horizon = champion.run.data.params.get("horizon_days")
+        if horizon != str(frames.plan.horizon_days):
+            log.warning(
+                "clv champion v%s predicts another horizon (%s days); not compared (use --force)",
+                champion.version,
+                horizon,
+            )
+            return None
+        pred = champion.load().predict(frames.test)
         report = clv_report(
             pred[EXPECTED_PURCHASES],
             pred[EXPECTED_SPEND],
             frames.test[PURCHASES].to_numpy(),
             frames.test[REVENUE].to_numpy(),
         )
-    except Exception as exc:  # a champion on another feature set or horizon cannot be compared
-        log.warning("clv champion v%s could not score this test period: %s", champ, exc)
-        return
-    mlflow.log_metric(f"champion_{PRIMARY_METRIC}", report["mae_clv_eur"])
-    mlflow.set_tag(registry.COMPARED_VERSION_TAG, str(champ))
+        return float(report["mae_clv_eur"])
+
+    return score
 
 
 def train_clv(
@@ -286,10 +274,10 @@ def train_clv(
     import mlflow
 
     from models.clv_pyfunc import log_clv_model
-    from training import plots, registry
+    from training import plots
+    from training.log_run import log_training_run
     from training.requirements import require, too_short
-    from training.scoring_job import prepare_shop
-    from training.tracking import start_run
+    from training.sampling import prepare_shop
 
     t0 = time.perf_counter()
     config = config or BacktestConfig()
@@ -328,74 +316,64 @@ def train_clv(
         }
     )
 
-    tags = {registry.TEST_PERIOD_TAG: plan.test_period, "model": MODEL}
-    with start_run(
-        MODEL, settings, run_name=f"{MODEL}-{horizon}d-{plan.test:%Y-%m-%d}", tags=tags
-    ) as run:
-        mlflow.set_tag(
-            "mlflow.note.content",
-            f"clv: expected orders and revenue (EUR) in the {horizon} days after T, customers "
-            "with an order before T; LightGBM Poisson x Gamma vs BG/NBD x Gamma-Gamma",
-        )
-        mlflow.log_params(
-            {
-                **plan.as_params(),
-                "data": str(data.resolve()),
-                "seed": settings.seed,
-                "n_features": len(model.feature_names_),
-                "customers_total": prepared.sample.customers_total,
-                "customers_sampled": prepared.sample.customers_sampled,
-                "spend_of_baseline": "Gamma-Gamma on the mean of all orders before T",
-                **{
-                    f"lgb_{k}": v
-                    for k, v in model.lgb_params("poisson").items()
-                    if k != "objective"
-                },
-            }
-        )
-        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp)
-            deciles.to_csv(out / "deciles_test.csv", index=False)
-            model.feature_importance().to_csv(out / "feature_importance.csv")
-            for f in ("deciles_test.csv", "feature_importance.csv"):
-                mlflow.log_artifact(str(out / f), artifact_path="evaluation")
-            gain = model.feature_importance()
-            for path in (
-                _plot_deciles(deciles, out / "deciles.png"),
-                plots.feature_importance(gain["count"], out / "importance_count.png", "clv count"),
-                plots.feature_importance(gain["spend"], out / "importance_spend.png", "clv spend"),
-            ):
-                mlflow.log_artifact(str(path), "plots")
+    params = {
+        **plan.as_params(),
+        "data": str(data.resolve()),
+        "seed": settings.seed,
+        "n_features": len(model.feature_names_),
+        "customers_total": prepared.sample.customers_total,
+        "customers_sampled": prepared.sample.customers_sampled,
+        "spend_of_baseline": "Gamma-Gamma on the mean of all orders before T",
+        **{f"lgb_{k}": v for k, v in model.lgb_params("poisson").items() if k != "objective"},
+    }
+
+    def log_artifacts(out: Path) -> None:
+        deciles.to_csv(out / "deciles_test.csv", index=False)
+        model.feature_importance().to_csv(out / "feature_importance.csv")
+        for f in ("deciles_test.csv", "feature_importance.csv"):
+            mlflow.log_artifact(str(out / f), artifact_path="evaluation")
+        gain = model.feature_importance()
+        for path in (
+            _plot_deciles(deciles, out / "deciles.png"),
+            plots.feature_importance(gain["count"], out / "importance_count.png", "clv count"),
+            plots.feature_importance(gain["spend"], out / "importance_spend.png", "clv spend"),
+        ):
+            mlflow.log_artifact(str(path), "plots")
         used = set(model.feature_names_)
         specs = [dataclasses.asdict(f) for f in frames.manifest if f.name in used]
         mlflow.log_dict({"model": MODEL, "features": specs}, "feature_manifest.json")
-        log_clv_model(model, X_test.head(5))
-        _compare_with_champion(frames, plan.test_period)
-        run_id, exp_id = run.info.run_id, run.info.experiment_id
-    version = registry.register_challenger(run_id, MODEL)
-    decision = registry.promote_if_better(
-        MODEL, version, PRIMARY_METRIC, higher_is_better=False, force=force
+
+    result = log_training_run(
+        MODEL,
+        settings,
+        test_start=plan.test,
+        test_end=plan.test_end,
+        params=params,
+        metrics=metrics,
+        log_model=lambda name: log_clv_model(model, X_test.head(5), name=name),
+        primary_metric=PRIMARY_METRIC,
+        higher_is_better=False,
+        force=force,
+        started=t0,
+        run_name=f"{MODEL}-{horizon}d-{plan.test:%Y-%m-%d}",
+        description=(
+            f"clv: expected orders and revenue (EUR) in the {horizon} days after T, customers "
+            "with an order before T; LightGBM Poisson x Gamma vs BG/NBD x Gamma-Gamma"
+        ),
+        log_artifacts=log_artifacts,
+        score_champion=_champion_scorer(frames),
+        as_of=plan.test,
+        n_train=len(frames.train),
+        n_test=len(frames.test),
+        cutoffs=plan.as_params(),
     )
-    secs = time.perf_counter() - t0
     log.info(
         "clv (%dd): MAE CLV %.2f EUR vs BG/NBD+GG %.2f; version %d, %s (%.1fs)",
         horizon,
         metrics[PRIMARY_METRIC],
         metrics["baseline_bgnbd_gg_mae_clv_eur"],
-        version,
-        decision.reason,
-        secs,
+        result.version,
+        result.promotion_reason,
+        result.seconds,
     )
-    return TrainingResult(
-        model=MODEL,
-        run_id=run_id,
-        experiment_id=exp_id,
-        version=version,
-        promoted=decision.promoted,
-        promotion_reason=decision.reason,
-        metrics=metrics,
-        test_period=plan.test_period,
-        tracking_uri=mlflow.get_tracking_uri(),
-        seconds=secs,
-    )
+    return result

@@ -32,17 +32,16 @@ def load_clv_champion() -> tuple[int, Any] | None:
 
     Call :func:`training.tracking.configure_mlflow` first.
     """
-    import mlflow
-
+    from klantbeeld.errors import NotTrainedError
     from models.clv_pyfunc import unwrap_clv_model
     from training import registry
 
-    version = registry.champion_version(MODEL)
-    if version is None:
+    try:
+        version, pyfunc = registry.load_champion(MODEL)
+    except NotTrainedError:
         log.warning("no champion for %s; its columns are left out", MODEL)
         return None
-    name = registry.registered_model_name(MODEL)
-    return version, unwrap_clv_model(mlflow.pyfunc.load_model(f"models:/{name}/{version}"))
+    return version, unwrap_clv_model(pyfunc)
 
 
 def clv_columns(inputs: pd.DataFrame, version: int, model: Any) -> dict[str, pa.Array]:

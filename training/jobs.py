@@ -126,82 +126,16 @@ def train_binary_models(
     return results
 
 
-def _as_training_result(
-    model: str,
-    settings: Settings,
-    run_id: str,
-    version: int,
-    promoted: bool,
-    reason: str,
-    metrics: dict[str, float],
-    test_period: str,
-    seconds: float,
-) -> TrainingResult:
-    import mlflow
-
-    from training.tracking import tracking_uri
-
-    return TrainingResult(
-        model=model,
-        run_id=run_id,
-        experiment_id=mlflow.get_run(run_id).info.experiment_id,
-        version=version,
-        promoted=promoted,
-        promotion_reason=reason,
-        metrics=metrics,
-        test_period=test_period,
-        tracking_uri=tracking_uri(settings),
-        seconds=seconds,
-    )
-
-
 def _train_repurchase_timing(settings: Settings, data: Path, force: bool) -> TrainingResult:
-    from training.repurchase_job import MODEL, train_repurchase_timing
+    from training.repurchase_job import train_repurchase_timing
 
-    r = train_repurchase_timing(settings, data, force_promote=force)
-    reason = "promoted to champion" if r.promoted else "kept as challenger"
-    return _as_training_result(
-        MODEL,
-        settings,
-        r.run_id,
-        int(r.version or 0),
-        r.promoted,
-        reason,
-        r.metrics,
-        r.test_period,
-        r.seconds,
-    )
+    return train_repurchase_timing(settings, data, force_promote=force)
 
 
 def _train_recommender(settings: Settings, data: Path, force: bool) -> TrainingResult:
-    import time
-    from datetime import timedelta
+    from training.recommender_job import train_recommender
 
-    from training.recommender_job import MODEL, train_recommender
-
-    t0 = time.perf_counter()
-    r = train_recommender(settings, data)
-    if r.run_id is None or r.version is None:
-        raise RuntimeError("recommender job did not log an MLflow run")
-    decision = r.promotion
-    promoted = bool(getattr(decision, "promoted", False))
-    if force and not promoted:
-        from training.registry import promote_if_better
-
-        decision = promote_if_better(MODEL, r.version, "test_recall_at_10", force=True)
-        promoted = True
-    end = r.as_of + timedelta(days=settings.recommender_test_days)
-    return _as_training_result(
-        MODEL,
-        settings,
-        r.run_id,
-        r.version,
-        promoted,
-        str(getattr(decision, "reason", "")),
-        r.metrics,
-        f"{r.as_of:%Y-%m-%d}/{end:%Y-%m-%d}",
-        time.perf_counter() - t0,
-    )
+    return train_recommender(settings, data, force=force)
 
 
 def _train_clv(settings: Settings, data: Path, force: bool) -> TrainingResult:

@@ -11,57 +11,33 @@ source alone, popularity and plain ALS are measured on the same test users.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
 from features import contract as c
+from features.definitions import end_of_day
 from features.shop import open_shop
 from models.recommender.interactions import IdMap, id_map_from_shop, load_events
 from models.recommender.next_best import NextBestOffers
 from models.recommender.ranker import CandidateRanker
 from training.ranking_metrics import ranking_report, recall_at_k
+from training.registry import format_test_period
+from training.result import TrainingResult
 
 log = logging.getLogger(__name__)
 
 MODEL = "recommender"
 KS = (4, 10)
-
-
-@dataclass
-class RecommenderResult:
-    """What one training run produced.
-
-    Attributes
-    ----------
-    metrics : dict[str, float]
-        Every logged metric (``test_recall_at_10``, ``baseline_popularity_recall_at_10``, ...).
-    ranker : str
-        The final ranking kept on validation: ``"lambdarank"``, ``"blend"`` or
-        ``"source:<name>"`` (a single source beat both).
-    as_of : datetime
-        Test period start T; the test period is ``(T, T + test_days]``.
-    n_test_users : int
-    run_id, version : MLflow run id and registered version (None when not logged).
-    repurchase_model : bool
-        The served buy-again source ranks by the repurchase-timing champion.
-    model_dir : Path | None
-        Saved :class:`NextBestOffers` folder.
-    """
-
-    metrics: dict[str, float]
-    ranker: str
-    as_of: datetime
-    n_test_users: int
-    run_id: str | None = None
-    version: int | None = None
-    model_dir: Path | None = None
-    promotion: object | None = field(default=None, repr=False)
-    repurchase_model: bool = False
+# Promotion metric: recall@10 of the final ranking on the test users (the share of each
+# test user's target items in the ten offers, averaged); a tie keeps the champion.
+PRIMARY_METRIC = "test_recall_at_10"
 
 
 def target_matrix(
@@ -175,6 +151,53 @@ def evaluate_split(
     return metrics, nbo, chosen.label or chosen.method
 
 
+def champion_recall(
+    champion: NextBestOffers,
+    events: pd.DataFrame,
+    ids: IdMap,
+    as_of: datetime,
+    days: int,
+    target: list[str],
+) -> float:
+    """Recall@10 of a saved (champion) recommender on the holdout ``(as_of, as_of + days]``.
+
+    The champion keeps its fitted sources and ranker; its customer histories are rebuilt
+    from the events before ``as_of`` (:meth:`NextBestOffers.refresh`) and its buy-again
+    source goes back to the cycle ratio (its repurchase scores were made at its own end
+    of data), as the challenger is measured. Offers are matched to the target items by
+    item id, so items the champion never saw are never hits for it.
+
+    Parameters
+    ----------
+    champion : NextBestOffers
+        Fitted on events before a cutoff no later than ``as_of``.
+    events, ids : the challenger's events and id map
+    as_of : datetime
+        Test cutoff T (naive UTC).
+    days : int
+        Test period length (days).
+    target : list of str
+        Event types that count as hits.
+
+    Returns
+    -------
+    float
+        Mean recall@10 over the customers with a target event in the holdout.
+    """
+    nbo = champion.refresh(events, as_of)
+    # no repurchase probabilities: every pair keeps the cycle-ratio score
+    nbo = nbo.with_repurchase_scores(
+        pd.DataFrame({c.CUSTOMER_ID: [], c.ITEM_ID: [], "p_week_1": [], "p_week_2": []})
+    )
+    truth = target_matrix(events, ids, as_of, as_of + timedelta(days=days), target)
+    users = np.flatnonzero(truth.getnnz(axis=1) > 0)
+    recs = nbo.recommend_positions(nbo.positions(ids.users[users]), 10)
+    item_ids = nbo.ids_.items.to_numpy()[np.where(recs >= 0, recs, 0)]
+    mapped = ids.item_pos(item_ids.ravel()).reshape(recs.shape)
+    mapped[recs < 0] = -1
+    return recall_at_k(mapped, truth[users], 10)
+
+
 def _source_recs(nbo: NextBestOffers, name: str, users: np.ndarray) -> np.ndarray:
     model, mat = nbo._inputs()[name]
     exclude = nbo.history_ if nbo.exclude_history else None
@@ -186,8 +209,11 @@ def _recall(nbo: NextBestOffers, users, truth, ranker) -> float:
 
 
 def model_dir(settings) -> Path:
-    """Folder of the last trained :class:`NextBestOffers`: ``<home>/models/recommender``."""
-    return Path(settings.home) / "models" / MODEL
+    """Folder of the last trained :class:`NextBestOffers`: ``<home>/models/recommender``
+    (:func:`training.registry.model_dir`)."""
+    from training.registry import model_dir as registry_model_dir
+
+    return registry_model_dir(settings, MODEL)
 
 
 def train_recommender(
@@ -198,7 +224,8 @@ def train_recommender(
     log_to_mlflow: bool = True,
     out: Path | None = None,
     use_repurchase_model: bool = True,
-) -> RecommenderResult:
+    force: bool = False,
+) -> TrainingResult:
     """Train, evaluate, log and register the recommender on one shop.
 
     Parameters
@@ -210,9 +237,10 @@ def train_recommender(
         Test period start T (naive UTC); default the last event minus ``test_days``.
         (``settings.train_as_of`` instead cuts the data: only events before it are read.)
     log_to_mlflow : bool, default True
-        Log params, metrics and the model, register ``klantbeeld-recommender`` as
-        challenger and promote it to champion when it beats the champion's
-        ``test_recall_at_10`` on the same test period.
+        Log params, metrics and the model (:func:`training.log_run.log_training_run`),
+        register ``klantbeeld-recommender`` as challenger and promote it to champion when
+        its :data:`PRIMARY_METRIC` (``test_recall_at_10``) beats the champion's on the same
+        test period (ties keep the champion).
     out : Path, optional
         Folder to save the served :class:`NextBestOffers` in; default :func:`model_dir`.
         The saved (and logged) object is the evaluated one (sources fitted before T,
@@ -224,14 +252,19 @@ def train_recommender(
         model's buy-again source ranks by its probability of a repurchase within two
         weeks, scored at the end of the data; else by the cycle ratio. The test metrics
         always use the cycle ratio (the champion may have seen the test period).
+    force : bool
+        Make the new version champion regardless of metrics.
 
     Returns
     -------
-    RecommenderResult
+    TrainingResult
+        ``ranker``, ``as_of`` (T), ``n_test`` (test users), ``model_dir`` and
+        ``repurchase_model`` filled in; without MLflow ``run_id`` and ``version`` are None.
     """
     from training.requirements import profile_shop, require
     from training.window import training_window
 
+    t0 = time.perf_counter()
     source = data or settings.resolved_data_dir
     shop = open_shop(
         source,
@@ -251,19 +284,91 @@ def train_recommender(
     last = events[c.TS].max().to_pydatetime()
     t = as_of or datetime.combine((last - timedelta(days=days)).date(), datetime.min.time())
     metrics, nbo, kind = evaluate_split(events, ids, items, t, settings)
-    log.info("recommender test recall@10 %.4f (%s)", metrics["test_recall_at_10"], kind)
-    result = RecommenderResult(metrics, kind, t, int(metrics["n_test_users"]))
-    end = pd.Timestamp(last).normalize() + pd.Timedelta(days=1)  # midnight after the last event
+    log.info("recommender test recall@10 %.4f (%s)", metrics[PRIMARY_METRIC], kind)
+    end = pd.Timestamp(end_of_day(last))  # midnight after the last event
     nbo = nbo.refresh(events, end.to_pydatetime())
+    repurchase_model = False
     if use_repurchase_model:
         pairs = _repurchase_pairs(settings, shop, end.to_pydatetime())
         if pairs is not None:
             nbo = nbo.with_repurchase_scores(pairs)
-            result.repurchase_model = True
-    result.model_dir = nbo.save(out if out is not None else model_dir(settings))
-    if log_to_mlflow:
-        _log(settings, result, nbo, data or settings.resolved_data_dir)
-    return result
+            repurchase_model = True
+    saved = nbo.save(out if out is not None else model_dir(settings))
+    facts: dict[str, Any] = {
+        "as_of": t,
+        "n_test": int(metrics["n_test_users"]),
+        "ranker": kind,
+        "model_dir": saved,
+        "repurchase_model": repurchase_model,
+    }
+    test_end = t + timedelta(days=days)
+    if not log_to_mlflow:
+        return TrainingResult(
+            model=MODEL,
+            run_id=None,
+            experiment_id=None,
+            version=None,
+            promoted=False,
+            promotion_reason="not logged (log_to_mlflow=False)",
+            metrics=metrics,
+            test_period=format_test_period(t, test_end),
+            tracking_uri=None,
+            seconds=time.perf_counter() - t0,
+            **facts,
+        )
+    from models.recommender.pyfunc import log_next_best_offers
+    from training.log_run import log_training_run
+
+    params = {k: v for k, v in nbo.get_params().items() if k != "event_weights"}
+    params.update({f"weight_{k}": v for k, v in nbo.event_weights.items()})
+    params.update({"ranker": kind, "as_of": t.isoformat()})
+    example = nbo.ids_.users[:5].tolist()
+    return log_training_run(
+        MODEL,
+        settings,
+        test_start=t,
+        test_end=test_end,
+        params={k: str(v) for k, v in params.items()},
+        metrics=metrics,
+        log_model=lambda name: log_next_best_offers(nbo, example, name=name),
+        primary_metric=PRIMARY_METRIC,
+        force=force,
+        started=t0,
+        tags={"data": str(data or settings.resolved_data_dir)},
+        score_champion=_champion_scorer(events, ids, t, settings),
+        **facts,
+    )
+
+
+def _champion_scorer(
+    events: pd.DataFrame, ids: IdMap, as_of: datetime, settings
+) -> Callable[[Any], float | None]:
+    """``score_champion`` of :func:`training.log_run.log_training_run`: the champion's
+    recall@10 on this run's holdout (:func:`champion_recall`), or None when the champion
+    was fitted on events at or after this run's test cutoff (it may have seen the holdout)."""
+
+    def score(champion: Any) -> float | None:
+        fitted_to = champion.run.data.params.get("as_of")
+        if fitted_to is None or datetime.fromisoformat(fitted_to) > as_of:
+            log.warning(
+                "recommender champion v%s was fitted up to %s, after this test cutoff %s; "
+                "not compared (use --force)",
+                champion.version,
+                fitted_to,
+                as_of,
+            )
+            return None
+        nbo = champion.load().unwrap_python_model().nbo
+        return champion_recall(
+            nbo,
+            events,
+            ids,
+            as_of,
+            settings.recommender_test_days,
+            list(settings.recommender_target_events),
+        )
+
+    return score
 
 
 def _repurchase_pairs(settings, shop, as_of: datetime) -> pd.DataFrame | None:
@@ -287,26 +392,3 @@ def _repurchase_pairs(settings, shop, as_of: datetime) -> pd.DataFrame | None:
         )
         return None
     return scores.pairs
-
-
-def _log(settings, result: RecommenderResult, nbo: NextBestOffers, data: Path) -> None:
-    import mlflow
-
-    from models.recommender.pyfunc import log_next_best_offers
-    from training.registry import TEST_PERIOD_TAG, promote_if_better, register_challenger
-    from training.tracking import start_run
-
-    end = result.as_of + timedelta(days=settings.recommender_test_days)
-    test_period = f"{result.as_of.date().isoformat()}/{end.date().isoformat()}"
-    tags = {TEST_PERIOD_TAG: test_period, "model": MODEL, "data": str(data)}
-    run_name = f"{MODEL}-{result.as_of.date().isoformat()}"
-    with start_run(MODEL, settings, run_name=run_name, tags=tags) as run:
-        params = {k: v for k, v in nbo.get_params().items() if k != "event_weights"}
-        params.update({f"weight_{k}": v for k, v in nbo.event_weights.items()})
-        params.update({"ranker": result.ranker, "as_of": result.as_of.isoformat()})
-        mlflow.log_params({k: str(v) for k, v in params.items()})
-        mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if np.isfinite(v)})
-        log_next_best_offers(nbo, nbo.ids_.users[:5].tolist())
-        result.run_id = run.info.run_id
-    result.version = register_challenger(result.run_id, MODEL)
-    result.promotion = promote_if_better(MODEL, result.version, "test_recall_at_10")

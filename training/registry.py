@@ -1,4 +1,11 @@
-"""Model registry: register a run's model as ``challenger``, promote it to ``champion``.
+"""Model registry: the one place that names, registers, promotes and loads models.
+
+Every training job registers its run's model (logged under :data:`MODEL_ARTIFACT`) as
+``challenger`` (:func:`register_challenger`) and applies the promotion rule below
+(:func:`promote_if_better`); every consumer (batch scoring, the recommender and
+in-market services, the API) loads a model by alias through :func:`load_champion`, or a
+registered version's artifact folder through :func:`registered_folder`. Local model
+folders live at :func:`model_dir`. Test periods are written by :func:`format_test_period`.
 
 Promotion rule (documented in ``docs/models/*.md``): a challenger becomes champion when
 
@@ -18,9 +25,19 @@ Ties keep the current champion. The decision itself is the plain function
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from training.tracking import experiment_name
+from klantbeeld.errors import NotTrainedError
+from training.tracking import configure_mlflow, experiment_name, is_local_store, tracking_uri
+
+if TYPE_CHECKING:
+    from klantbeeld.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +45,42 @@ CHALLENGER = "challenger"
 CHAMPION = "champion"
 TEST_PERIOD_TAG = "test_period"
 COMPARED_VERSION_TAG = "champion_compared_version"
+MODEL_ARTIFACT = "model"
 
 
 def registered_model_name(model: str) -> str:
     """Return the registered-model name of ``model`` (``"klantbeeld-<model>"``)."""
     return experiment_name(model)
+
+
+def format_test_period(start: datetime | date, end: datetime | date) -> str:
+    """Return the ``test_period`` tag of a test window: ``"<start>/<end>"`` in ISO dates.
+
+    Every training job writes its test period with this function, so two runs are on the
+    same holdout exactly when their tags are equal.
+
+    Parameters
+    ----------
+    start, end : datetime or date
+        First and last day of the test window (the cutoff T and T + horizon; times of
+        day are dropped).
+
+    Returns
+    -------
+    str
+        E.g. ``"2026-10-17/2026-10-31"``.
+    """
+    first = start.date() if isinstance(start, datetime) else start
+    last = end.date() if isinstance(end, datetime) else end
+    if last < first:
+        raise ValueError(f"test period end {last} is before its start {first}")
+    return f"{first.isoformat()}/{last.isoformat()}"
+
+
+def model_dir(settings: Settings, model: str) -> Path:
+    """Local folder of the last trained ``model``: ``<home>/models/<model>`` (not created)."""
+    experiment_name(model)  # validates the name
+    return Path(settings.home) / "models" / model
 
 
 @dataclass(frozen=True)
@@ -109,7 +157,7 @@ def decide(
     return False, f"does not beat champion ({challenger_value:.5f} vs {champion_value:.5f})"
 
 
-def register_challenger(run_id: str, model: str, artifact_path: str = "model") -> int:
+def register_challenger(run_id: str, model: str, artifact_path: str = MODEL_ARTIFACT) -> int:
     """Register the model logged at ``artifact_path`` of run ``run_id`` as ``challenger``.
 
     Parameters
@@ -145,10 +193,14 @@ def register_challenger(run_id: str, model: str, artifact_path: str = "model") -
 
 def champion_version(model: str) -> int | None:
     """Return the version aliased ``champion`` of ``klantbeeld-<model>``, or None."""
-    return _alias_version(model, CHAMPION)
+    return alias_version(model, CHAMPION)
 
 
-def _alias_version(model: str, alias: str) -> int | None:
+def alias_version(model: str, alias: str) -> int | None:
+    """Return the version of ``klantbeeld-<model>`` carrying ``alias``, or None.
+
+    Reads the registry MLflow currently points at (:func:`training.tracking.configure_mlflow`).
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -157,6 +209,113 @@ def _alias_version(model: str, alias: str) -> int | None:
         return int(client.get_model_version_by_alias(registered_model_name(model), alias).version)
     except MlflowException:
         return None
+
+
+def version_run(model: str, version: int) -> Any:
+    """Return the MLflow run (``mlflow.entities.Run``) that logged ``version`` of ``model``."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version(registered_model_name(model), str(version))
+    return client.get_run(str(mv.run_id))
+
+
+def load_version(model: str, version: int) -> Any:
+    """Load registered ``version`` of ``klantbeeld-<model>`` as an MLflow pyfunc model."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(f"models:/{registered_model_name(model)}/{int(version)}")
+
+
+def load_champion(model: str, alias: str = CHAMPION) -> tuple[int, Any]:
+    """Load the version of ``klantbeeld-<model>`` carrying ``alias`` (default ``champion``).
+
+    Call :func:`training.tracking.configure_mlflow` first.
+
+    Parameters
+    ----------
+    model : str
+        Model family, e.g. ``"churn"``.
+    alias : str
+        Registry alias, ``"champion"`` or ``"challenger"``.
+
+    Returns
+    -------
+    (int, mlflow.pyfunc.PyFuncModel)
+        The version and its pyfunc model (unwrap it with the model family's
+        ``models.*_pyfunc.unwrap_*`` function).
+
+    Raises
+    ------
+    NotTrainedError
+        No version carries the alias.
+    """
+    version = alias_version(model, alias)
+    if version is None:
+        raise NotTrainedError(
+            f"no {registered_model_name(model)}@{alias}; run `klantbeeld train {model}` first"
+        )
+    return version, load_version(model, version)
+
+
+def registered_folder(settings: Settings, model: str, alias: str, artifact: str) -> Path | None:
+    """Local copy of folder ``artifact`` inside the model of ``klantbeeld-<model>@<alias>``.
+
+    The folder is downloaded once to ``<home>/cache/<model>-v<version>`` (through a temp
+    folder renamed into place) and reused afterwards.
+
+    Parameters
+    ----------
+    settings : Settings
+        The MLflow store and ``home``.
+    model : str
+        Model family, e.g. ``"recommender"``.
+    alias : str
+        Registry alias.
+    artifact : str
+        Name of a folder inside the logged model holding a ``params.json``.
+
+    Returns
+    -------
+    Path or None
+        The cached folder; None when the local store does not exist yet or no version
+        carries the alias.
+
+    Raises
+    ------
+    NotTrainedError
+        The version exists but its model has no ``artifact`` folder.
+    """
+    uri = tracking_uri(settings)
+    if is_local_store(uri) and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    import mlflow
+
+    configure_mlflow(settings)
+    version = alias_version(model, alias)
+    if version is None:
+        return None
+    name = registered_model_name(model)
+    cache = Path(settings.home) / "cache" / f"{model}-v{version}"
+    if not (cache / "params.json").is_file():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.", dir=cache.parent))
+        try:
+            got = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp)
+                )
+            )
+            found = sorted(got.rglob(f"{artifact}/params.json"))
+            if not found:
+                raise NotTrainedError(f"{name} version {version} has no {artifact} artifact")
+            if cache.exists():
+                shutil.rmtree(cache)
+            os.replace(found[0].parent, cache)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("loading %s@%s (version %s) from %s", name, alias, version, cache)
+    return cache
 
 
 def promote_if_better(

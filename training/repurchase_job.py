@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,51 +39,13 @@ from models.repurchase_timing import (
     restricted_mean_days,
     week_columns,
 )
+from training.result import TrainingResult
 
 log = logging.getLogger(__name__)
 
 MODEL = "repurchase_timing"
 PRIMARY_METRIC = "test_mae_days"
 CALIBRATION_WEEKS = (4, 12)
-
-
-@dataclass(frozen=True)
-class RepurchaseTrainResult:
-    """What one training run produced.
-
-    Attributes
-    ----------
-    run_id : str
-        MLflow run id.
-    version : int or None
-        Registered version (None when ``register=False``).
-    promoted : bool
-        Whether the version became ``champion``.
-    metrics : dict[str, float]
-        Every logged metric (test, baselines, oracle).
-    test_period : str
-        ``"<test cutoff>/<test end>"``.
-    level : str
-        ``item`` or ``category``.
-    n_train_pairs, n_test_pairs : int
-        Pairs used for fitting and for evaluation.
-    fit_seconds : float
-        Wall time of the model fit alone.
-    seconds : float
-        Wall time of the whole job.
-    """
-
-    run_id: str
-    version: int | None
-    promoted: bool
-    metrics: dict[str, float]
-    test_period: str
-    level: str
-    n_train_pairs: int
-    n_test_pairs: int
-    fit_seconds: float
-    seconds: float
-    cutoffs: dict[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------
@@ -335,7 +295,7 @@ def train_repurchase_timing(
     max_eval_pairs: int = 200_000,
     n_train_cutoffs: int = 4,
     model_params: dict[str, Any] | None = None,
-) -> RepurchaseTrainResult:
+) -> TrainingResult:
     """Backtest, fit, evaluate, log and register the repurchase-timing model.
 
     Parameters
@@ -360,15 +320,17 @@ def train_repurchase_timing(
 
     Returns
     -------
-    RepurchaseTrainResult
+    TrainingResult
+        ``level``, ``n_train`` / ``n_test`` (pairs) and ``cutoffs`` filled in; ``version``
+        None when ``register=False``.
     """
     import mlflow
 
     from features.shop import open_shop
+    from models.repurchase_pyfunc import log_repurchase_model
     from training.backtest import BacktestConfig, plan_backtest
-    from training.registry import TEST_PERIOD_TAG, promote_if_better, register_challenger
+    from training.log_run import log_training_run
     from training.requirements import profile_shop, require, too_short
-    from training.tracking import start_run
     from training.window import training_window
 
     t_start = time.perf_counter()
@@ -465,67 +427,54 @@ def train_repurchase_timing(
     metrics["test_repurchase_rate"] = float((ev_test > 0).mean())
     metrics["fit_seconds"] = fit_seconds
 
-    version: int | None = None
-    promoted = False
-    with start_run(
-        MODEL,
-        settings,
-        run_name=f"{MODEL}-{plan.test.date().isoformat()}",
-        tags={TEST_PERIOD_TAG: plan.test_period, "level": level},
-    ) as run:
-        mlflow.log_params(
+    params = {
+        **plan.as_params(),
+        **{f"model_{k}": v for k, v in model.get_params().items()},
+        "level": level,
+        "weeks": weeks,
+        "data": str(data),
+        "n_features": len(model.feature_names_),
+        "hazard_rows": model.n_hazard_rows_,
+        "best_iteration": model.best_iteration_,
+        "expected_date": "median given a purchase within the horizon",
+    }
+
+    def log_artifacts(tmpd: Path) -> None:
+        observed = np.array([((ev_test > 0) & (ev_test <= w)).mean() for w in range(1, weeks + 1)])
+        curves = {n: np.cumsum(d[:, :weeks], axis=1).mean(axis=0) for n, d in dists.items()}
+        _plot_curve(curves, observed, tmpd / "cumulative_repurchase.png")
+        hit = ev_test > 0
+        per = pd.DataFrame(
             {
-                **plan.as_params(),
-                **{f"model_{k}": v for k, v in model.get_params().items()},
-                "level": level,
-                "weeks": weeks,
-                "data": str(data),
-                "n_features": len(model.feature_names_),
-                "hazard_rows": model.n_hazard_rows_,
-                "best_iteration": model.best_iteration_,
-                "expected_date": "median given a purchase within the horizon",
+                "key": test[key].to_numpy()[hit],
+                "model_mae_days": np.abs(expected_days(dists["model"])[hit] - days_test[hit]),
+                "item_median_mae_days": np.abs(
+                    expected_days(dists["item_median"])[hit] - days_test[hit]
+                ),
             }
         )
-        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
-        with tempfile.TemporaryDirectory() as tmp:
-            tmpd = Path(tmp)
-            observed = np.array(
-                [((ev_test > 0) & (ev_test <= w)).mean() for w in range(1, weeks + 1)]
-            )
-            curves = {n: np.cumsum(d[:, :weeks], axis=1).mean(axis=0) for n, d in dists.items()}
-            _plot_curve(curves, observed, tmpd / "cumulative_repurchase.png")
-            hit = ev_test > 0
-            per = pd.DataFrame(
-                {
-                    "key": test[key].to_numpy()[hit],
-                    "model_mae_days": np.abs(expected_days(dists["model"])[hit] - days_test[hit]),
-                    "item_median_mae_days": np.abs(
-                        expected_days(dists["item_median"])[hit] - days_test[hit]
-                    ),
-                }
-            )
-            by_item = per.groupby("key").agg(
-                n=("model_mae_days", "size"),
-                model_mae_days=("model_mae_days", "mean"),
-                item_median_mae_days=("item_median_mae_days", "mean"),
-            )
-            by_item = by_item.sort_values("n", ascending=False)
-            _plot_mae_by_item(by_item, tmpd / "mae_by_item.png")
-            by_item.to_csv(tmpd / "mae_by_item.csv")
-            weekly = pd.DataFrame(
-                {n: e["weekly_auc"] for n, e in evals.items()}, index=range(1, weeks + 1)
-            )
-            weekly.index.name = "week"
-            weekly.to_csv(tmpd / "weekly_auc.csv")
-            (tmpd / "features.json").write_text(json.dumps(model.feature_names_, indent=1))
-            for name in (
-                "cumulative_repurchase.png",
-                "mae_by_item.png",
-                "mae_by_item.csv",
-                "weekly_auc.csv",
-                "features.json",
-            ):
-                mlflow.log_artifact(str(tmpd / name), artifact_path="evaluation")
+        by_item = per.groupby("key").agg(
+            n=("model_mae_days", "size"),
+            model_mae_days=("model_mae_days", "mean"),
+            item_median_mae_days=("item_median_mae_days", "mean"),
+        )
+        by_item = by_item.sort_values("n", ascending=False)
+        _plot_mae_by_item(by_item, tmpd / "mae_by_item.png")
+        by_item.to_csv(tmpd / "mae_by_item.csv")
+        weekly = pd.DataFrame(
+            {n: e["weekly_auc"] for n, e in evals.items()}, index=range(1, weeks + 1)
+        )
+        weekly.index.name = "week"
+        weekly.to_csv(tmpd / "weekly_auc.csv")
+        (tmpd / "features.json").write_text(json.dumps(model.feature_names_, indent=1))
+        for name in (
+            "cumulative_repurchase.png",
+            "mae_by_item.png",
+            "mae_by_item.csv",
+            "weekly_auc.csv",
+            "features.json",
+        ):
+            mlflow.log_artifact(str(tmpd / name), artifact_path="evaluation")
         try:
             from mlflow.data.pandas_dataset import from_pandas
 
@@ -535,38 +484,36 @@ def train_repurchase_timing(
             mlflow.log_input(ds, context="test")
         except Exception as exc:  # the data description is informative only
             log.warning("could not log the input description: %s", exc)
-        from models.repurchase_pyfunc import log_repurchase_model
 
-        log_repurchase_model(model, X_test.head(5), level)
-        run_id = run.info.run_id
-
+    result = log_training_run(
+        MODEL,
+        settings,
+        test_start=plan.test,
+        test_end=plan.test_end,
+        params=params,
+        metrics=metrics,
+        log_model=lambda name: log_repurchase_model(model, X_test.head(5), level, name=name),
+        primary_metric=PRIMARY_METRIC,
+        higher_is_better=False,
+        force=force_promote,
+        register=register,
+        started=t_start,
+        tags={"level": level},
+        log_artifacts=log_artifacts,
+        as_of=plan.test,
+        n_train=len(train),
+        n_test=len(test),
+        cutoffs=plan.as_params(),
+        level=level,
+    )
     if register:
-        version = register_challenger(run_id, MODEL)
-        decision = promote_if_better(
-            MODEL, version, PRIMARY_METRIC, higher_is_better=False, force=force_promote
-        )
-        promoted = decision.promoted
-        log.info("repurchase_timing v%s: %s", version, decision.reason)
-
-    seconds = time.perf_counter() - t_start
+        log.info("repurchase_timing v%s: %s", result.version, result.promotion_reason)
     log.info(
         "repurchase_timing: MAE %.2f d (item-median %.2f, customer-mean %.2f%s), %.1fs",
         metrics["test_mae_days"],
         metrics["baseline_item_median_mae_days"],
         metrics["baseline_customer_mean_mae_days"],
         f", oracle {metrics['oracle_mae_days']:.2f}" if "oracle_mae_days" in metrics else "",
-        seconds,
+        result.seconds,
     )
-    return RepurchaseTrainResult(
-        run_id=run_id,
-        version=version,
-        promoted=promoted,
-        metrics=metrics,
-        test_period=plan.test_period,
-        level=level,
-        n_train_pairs=len(train),
-        n_test_pairs=len(test),
-        fit_seconds=fit_seconds,
-        seconds=seconds,
-        cutoffs=plan.as_params(),
-    )
+    return result

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from features import contract as c
+from features.definitions import data_end
 from models.repurchase_timing import (
     RepurchaseTimingModel,
     combine_first_purchase,
@@ -76,29 +77,12 @@ def load_champion(alias: str = "champion") -> tuple[RepurchaseTimingModel, str, 
     NotTrainedError
         When no version carries the alias.
     """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from klantbeeld.errors import NotTrainedError
     from models.repurchase_pyfunc import unwrap_repurchase_model
-    from training.registry import registered_model_name
+    from training.registry import load_champion as load_registered
 
-    name = registered_model_name(MODEL)
-    try:
-        mv = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        raise NotTrainedError(
-            f"no {name}@{alias}; run `klantbeeld train repurchase_timing` first"
-        ) from exc
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    version, pyfunc = load_registered(MODEL, alias)
     model, level = unwrap_repurchase_model(pyfunc)
-    return model, level, str(mv.version)
-
-
-def _data_end(shop: Any) -> datetime:
-    e = shop.events
-    hi = pd.Timestamp(e.aggregate(hi=e[c.TS].max()).to_pandas().iloc[0]["hi"])
-    return datetime(hi.year, hi.month, hi.day) + timedelta(days=1)
+    return model, level, str(version)
 
 
 def repurchase_table(
@@ -150,7 +134,7 @@ def repurchase_table(
         if shop is None:
             src = Path(data) if data is not None else Path(settings.resolved_data_dir)
             shop = open_shop(src, lenient=settings.lenient, threads=settings.threads)
-        t = normalize_as_of(as_of) if as_of is not None else _data_end(shop)
+        t = normalize_as_of(as_of) if as_of is not None else data_end(shop)
         snapshot = build_snapshot(shop, t)
     t = snapshot.as_of
     X = pair_features(snapshot, level)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
 from features import contract as c
+from features.definitions import end_of_day
 from klantbeeld.errors import ConfigError
 
 
@@ -33,7 +34,7 @@ def data_range(shop: Any) -> tuple[datetime, datetime]:
     if pd.isna(row["hi"]):
         raise ConfigError(f"data {shop.source} hold no events (events table) to train on")
     lo, hi = pd.Timestamp(row["lo"]).to_pydatetime(), pd.Timestamp(row["hi"]).to_pydatetime()
-    end = datetime(hi.year, hi.month, hi.day) + timedelta(days=1)
+    end = end_of_day(hi)
     return lo, end
 
 

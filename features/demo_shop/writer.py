@@ -16,16 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features import contract as c
+from features.demo_shop.campaigns import build_campaigns
 from features.demo_shop.catalogue import CATEGORY_NAMES, Catalogue, build_catalogue
+from features.demo_shop.events import ABANDONS_SCHEMA, EVENT_CODES, SENDS_SCHEMA
 from features.demo_shop.params import BLOCK_SIZE, GENERATOR, GENERATOR_VERSION, PARAMS
 from features.demo_shop.profiles import draw_customers
-from features.demo_shop.simulate import (
-    ABANDONS_SCHEMA,
-    EVENT_CODES,
-    SENDS_SCHEMA,
-    build_campaigns,
-    simulate_block,
-)
+from features.demo_shop.simulate import simulate_block
 from klantbeeld.errors import ConfigError
 
 log = logging.getLogger(__name__)

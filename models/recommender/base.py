@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 from scipy import sparse
+from sklearn.base import BaseEstimator
 
 from klantbeeld.atomic import atomic_directory
 from klantbeeld.errors import NotTrainedError
@@ -30,7 +31,7 @@ _SPARSE_BLOCK_USERS = 50_000  # users per block on the sparse-score path
 _WIDE_BLOCK = 8  # columns per group of the wide-row top-n threshold
 
 
-class Recommender:
+class Recommender(BaseEstimator):
     """Base class of every item recommender (candidate source).
 
     The contract
@@ -86,20 +87,13 @@ class Recommender:
         if cls.kind != "base":
             RECOMMENDERS[cls.kind] = cls
 
-    # -- parameters ---------------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
-        """Return the constructor arguments (JSON-serialisable) as a dict."""
-        import inspect
-
-        names = [
-            p
-            for p in inspect.signature(type(self).__init__).parameters
-            if p not in ("self", "args", "kwargs")
-        ]
-        return {name: _jsonable(getattr(self, name)) for name in names}
+    # -- parameters (get_params / set_params from sklearn's BaseEstimator) ---------
+    def _json_params(self) -> dict[str, Any]:
+        """The constructor arguments as JSON-serialisable values (for ``params.json``)."""
+        return {k: _jsonable(v) for k, v in self.get_params(deep=False).items()}
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self._json_params().items())
         return f"{type(self).__name__}({args})"
 
     # -- contract -----------------------------------------------------------------
@@ -210,7 +204,7 @@ class Recommender:
         with atomic_directory(path) as tmp:
             meta = {
                 "kind": self.kind,
-                "params": self.get_params(),
+                "params": self._json_params(),
                 "fitted": {k: _jsonable(getattr(self, k)) for k in self._fitted_scalars},
             }
             (tmp / _PARAMS_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))

@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import sparse
 
 from features import contract as c
+from features.definitions import MEDIAN_CYCLE_DAYS, purchase_cycles
 
 _DAY_NS = 86_400 * 10**9
 
@@ -148,24 +149,27 @@ def purchase_age_matrix(events: pd.DataFrame, ids: IdMap, as_of: datetime) -> sp
 
 
 def item_cycle_days(events: pd.DataFrame, ids: IdMap) -> np.ndarray:
-    """Median days between consecutive purchases of an item by the same customer.
+    """The median cycle of every item: :func:`features.definitions.median_cycle_days`.
+
+    The median over customers with 2+ orders of the item of their mean days between those
+    orders (``own_cycle_days``; an order is its ``order_id``, else the purchase instant).
 
     Returns
     -------
     ndarray of float64, shape (n_items,)
-        NaN for items nobody bought twice.
+        Days; NaN for items nobody bought twice.
     """
     buys = events[events[c.EVENT_TYPE] == c.PURCHASE]
     u, i, ok = _positions(buys, ids)
-    df = pd.DataFrame({"u": u[ok], "i": i[ok], "ts": buys[c.TS].to_numpy()[ok]})
-    df = df.sort_values(["u", "i", "ts"], kind="stable")
-    gap = df["ts"].diff().dt.total_seconds() / 86_400.0
-    same = (df["u"] == df["u"].shift()) & (df["i"] == df["i"].shift())
-    gaps = pd.DataFrame({"i": df["i"][same], "gap": gap[same]})
-    gaps = gaps[gaps["gap"] > 0.5]  # same-day repeats are one basket, not a cycle
-    med = gaps.groupby("i")["gap"].median()
+    lines = pd.DataFrame({c.CUSTOMER_ID: u[ok], c.ITEM_ID: i[ok], c.TS: buys[c.TS].to_numpy()[ok]})
+    if c.ORDER_ID in buys.columns:
+        lines[c.ORDER_ID] = buys[c.ORDER_ID].to_numpy()[ok]
     out = np.full(ids.shape[1], np.nan)
-    out[med.index.to_numpy()] = med.to_numpy()
+    if len(lines) == 0:
+        return out
+    cycles = purchase_cycles(lines, c.ITEM_ID, lines[c.TS].max())
+    med = cycles.groupby(c.ITEM_ID)[MEDIAN_CYCLE_DAYS].first()
+    out[med.index.to_numpy(dtype=np.int64)] = med.to_numpy(dtype=np.float64)
     return out
 
 

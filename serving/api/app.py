@@ -19,6 +19,7 @@ from starlette.routing import Route
 from klantbeeld.settings import Settings, get_settings
 from serving.api.artifacts import load_artifacts
 from serving.api.batcher import MicroBatcher
+from serving.api.content_html import ContentRenderer
 from serving.api.errors import install_error_handlers
 from serving.api.keys import KeyStore
 from serving.api.limits import install_limits
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.keys = KeyStore(settings.resolved_api_keys_file)
     app.state.batcher = MicroBatcher()
+    app.state.content = ContentRenderer.from_settings(settings)  # ConfigError: bad template
     app.include_router(api_router)
     install_error_handlers(app)
     install_limits(app, settings)

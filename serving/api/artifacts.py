@@ -26,6 +26,7 @@ from klantbeeld.errors import DataContractError, KlantbeeldError, NotTrainedErro
 from klantbeeld.settings import Settings
 from serving.api.audience import AudienceIndex
 from serving.api.email_index import EmailIndex
+from serving.api.model_info import ModelInfo, served_models
 from serving.api.scores import ScoreIndex, latest_scores_file
 from serving.api.state_reader import FastStateReader
 from serving.context import RecContext
@@ -144,6 +145,8 @@ class Artifacts:
     audience : AudienceIndex or None
     emails : EmailIndex or None
         Hashed e-mail address -> customer id (from the shop's customer table).
+    models : list of ModelInfo
+        Model versions served (``klantbeeld_model_info`` at ``GET /metrics``).
     problems : dict of str to str
         Component (``scores``, ``shop``, ``recommender``, ``audience``) -> why it is missing.
     loaded_in_s : float
@@ -157,6 +160,7 @@ class Artifacts:
     recommender: RecommendationService | None = None
     audience: AudienceIndex | None = None
     emails: EmailIndex | None = None
+    models: list[ModelInfo] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
     loaded_in_s: float = 0.0
 
@@ -233,6 +237,7 @@ def load_artifacts(settings: Settings) -> Artifacts:
     elif RECOMMENDER not in art.problems:
         art.problems[RECOMMENDER] = "no rule context: " + art.problems.get(SHOP, "")
 
+    art.models = served_models(settings, art.scores, with_recommender=model is not None)
     if art.scores is not None and customers is not None:
         art.audience = AudienceIndex(customers, art.scores, settings.phone_default_region)
     else:

@@ -8,6 +8,10 @@ counts in a small numpy array; with ``folder`` set (``klantbeeld serve`` sets on
 each worker process writes its array to ``<folder>/worker-<pid>.npy`` as a memory map and
 ``GET /metrics`` sums every worker's file, so the figures cover all workers whichever
 worker answers the scrape.
+
+:func:`render_model_info` writes the gauge ``klantbeeld_model_info{model,version,alias} 1``,
+one series per model version the answering worker's artifacts serve
+(:mod:`serving.api.model_info`); it is rebuilt with the artifacts on every reload.
 """
 
 from __future__ import annotations
@@ -17,15 +21,19 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from serving.api.model_info import ModelInfo
 
 log = logging.getLogger(__name__)
 
 METRIC = "klantbeeld_http_request_duration_seconds"
+MODEL_INFO = "klantbeeld_model_info"
 #: Upper bounds of the histogram buckets, seconds (Prometheus ``le``); +Inf is implicit.
 BUCKETS: tuple[float, ...] = (
     0.0005,
@@ -124,6 +132,30 @@ class LatencyHistogram:
         return "\n".join(lines) + "\n"
 
 
+def render_model_info(models: Sequence[ModelInfo]) -> str:
+    """The ``klantbeeld_model_info`` gauge in Prometheus text format (version 0.0.4).
+
+    Parameters
+    ----------
+    models : sequence of ModelInfo
+        The served model versions (``Artifacts.models``).
+
+    Returns
+    -------
+    str
+        HELP and TYPE lines, then ``klantbeeld_model_info{model="…",version="…",
+        alias="…"} 1`` per distinct entry, sorted; no series when nothing is served.
+    """
+    lines = [
+        f"# HELP {MODEL_INFO} Model versions this worker serves (value always 1).",
+        f"# TYPE {MODEL_INFO} gauge",
+    ]
+    for m in sorted(set(models)):
+        model, version, alias = _escape(m.model), _escape(m.version), _escape(m.alias)
+        lines.append(f'{MODEL_INFO}{{model="{model}",version="{version}",alias="{alias}"}} 1')
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(x: float) -> str:
     return repr(float(x))
 
@@ -155,4 +187,12 @@ class LatencyMiddleware:
             self.histogram.observe(scope["method"], route, time.perf_counter() - start)
 
 
-__all__ = ["BUCKETS", "LatencyHistogram", "LatencyMiddleware", "METRIC", "UNMATCHED"]
+__all__ = [
+    "BUCKETS",
+    "LatencyHistogram",
+    "LatencyMiddleware",
+    "METRIC",
+    "MODEL_INFO",
+    "UNMATCHED",
+    "render_model_info",
+]

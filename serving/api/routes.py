@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from serving.api.routers import (
     admin,
+    audience_changes,
     audiences,
     customers,
     events,
@@ -19,5 +20,6 @@ from serving.api.schemas import ERROR_RESPONSES
 api_router = APIRouter()
 for _module in (health, customers, recipients, recommendations, events, audiences, admin, metrics):
     api_router.include_router(_module.router, responses=ERROR_RESPONSES)
+api_router.include_router(audience_changes.router, responses=ERROR_RESPONSES)
 
 __all__ = ["api_router"]

@@ -11,7 +11,9 @@ with ``mmap_mode="r"``: the operating system shares one copy of the pages betwee
 and a look-up is one binary search over the sorted ids (no per-row Python objects).
 The cache folder is written under a temporary name and renamed into place. Value columns
 of the CLV model (``expected_purchases_<H>d``, ``clv_<H>d`` in EUR; :data:`VALUE_RE`) are
-cached the same way and served beside the scores (:meth:`ScoreIndex.values_at`).
+cached the same way and served beside the scores (:meth:`ScoreIndex.values_at`). Scores rescored
+online since the batch (real-time conversion intent, :mod:`serving.online_intent`) replace
+the batch ones in the answer (:func:`with_online`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -308,8 +310,43 @@ class ScoreIndex:
         return self._arrays[model]["score"]
 
 
+def with_online(scores: list[CustomerScore], online: dict[str, Any]) -> list[CustomerScore]:
+    """Batch scores of one customer with the online ones put in their place.
+
+    Parameters
+    ----------
+    scores : list of CustomerScore
+        From :meth:`ScoreIndex.scores_at`.
+    online : dict of str to serving.online_store.OnlineScore
+        Model -> online score extending the same batch (``as_of``), e.g. conversion
+        intent rescored from session events posted since.
+
+    Returns
+    -------
+    list of CustomerScore
+        Same models and order; a model with an online score carries its score, model
+        version and explanations.
+    """
+    if not online:
+        return scores
+    out = []
+    for s in scores:
+        o = online.get(s.model)
+        if o is not None:
+            s = replace(
+                s,
+                score=o.score,
+                model_version=o.model_version,
+                top_up=o.top_up,
+                top_down=o.top_down,
+            )
+        out.append(s)
+    return out
+
+
 __all__ = [
     "CustomerScore",
+    "with_online",
     "ScoreIndex",
     "build_scores_cache",
     "latest_scores_file",

@@ -10,16 +10,15 @@ of the smallest top-ranked group whose sum reaches that share of the total.
 from __future__ import annotations
 
 import logging
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from klantbeeld.errors import ConfigError
 from klantbeeld.settings import Settings
+from serving.yaml_config import raise_problems, read_yaml, validate_named
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +86,8 @@ def parse_audiences(data: Any, source: str) -> dict[str, AudienceDefinition]:
     ConfigError
         Listing every problem as ``<file>: audience '<name>', field '<f>': <message>``.
     """
-    if not isinstance(data, dict) or set(data) != {"audiences"}:
-        raise ConfigError(f"{source}: expected a mapping with the single top-level key 'audiences'")
-    raw = data["audiences"]
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"{source}: 'audiences' must be a non-empty mapping of name -> fields")
-    problems: list[str] = []
-    out: dict[str, AudienceDefinition] = {}
-    for name, fields in raw.items():
-        if not isinstance(fields, dict):
-            problems.append(f"{source}: audience {name!r}: expected a mapping of fields")
-            continue
-        try:
-            out[str(name)] = AudienceDefinition.model_validate({**fields, "name": str(name)})
-        except ValidationError as exc:
-            for e in exc.errors():
-                loc = ".".join(str(p) for p in e["loc"]) or "<audience>"
-                problems.append(f"{source}: audience {name!r}, field {loc!r}: {e['msg']}")
-    if problems:
-        raise ConfigError(
-            f"invalid audiences config {source} ({len(problems)} problem(s)):\n  - "
-            + "\n  - ".join(problems)
-        )
+    out, problems = validate_named(data, "audiences", "audience", AudienceDefinition, source)
+    raise_problems(problems, "audiences", source)
     return out
 
 
@@ -120,20 +99,7 @@ def load_audiences(path: str | Path | None = None) -> dict[str, AudienceDefiniti
     ConfigError
         Missing file, invalid YAML (with line and column) or a schema problem.
     """
-    if path is None:
-        ref = resources.files("serving").joinpath(DEFAULT_AUDIENCES)
-        text, source = ref.read_text(encoding="utf-8"), str(ref)
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"audiences file {p} does not exist")
-        text, source = p.read_text(encoding="utf-8"), str(p)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}: not valid YAML{where}: {exc}") from None
+    data, source = read_yaml(path, DEFAULT_AUDIENCES, "audiences")
     return parse_audiences(data, source)
 
 

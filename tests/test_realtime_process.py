@@ -1,0 +1,168 @@
+"""Real-time intent across worker processes: the API as a real ``python -m serving.api``
+process (uvicorn, 2 workers); a session event posted to one worker moves the customer's
+conversion-intent score, and within 1 s both workers answer the new score.
+
+Which worker answered a request is read from the kernel: the server-side socket of the
+client's connection (``/proc/net/tcp``, by the client's port) belongs to exactly one
+worker process (``/proc/<pid>/fd``). Every request opens a new connection, so the
+kernel hands them to both workers.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_api_process import _free_port, _workers
+from test_realtime_parity import INTENT, D, realtime_world  # noqa: F401  (fixture)
+
+from features import contract as c
+from serving.api.keys import SCOPES, KeyStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _socket_inode(server_port: int, client_port: int) -> str | None:
+    """Inode of the server-side socket of the connection from ``client_port``."""
+    want_local, want_remote = f"{server_port:04X}", f"{client_port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+        if local == want_local and remote == want_remote:
+            return fields[9]
+    return None
+
+
+def _owner(inode: str, pids: list[int]) -> int | None:
+    target = f"socket:[{inode}]"
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    return pid
+        except OSError:
+            continue
+    return None
+
+
+def call(port: int, key: str, method: str, path: str, pids: list[int], body=None):
+    """One request on a fresh connection -> (status, JSON body, worker pid or None)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.connect()
+        client_port = conn.sock.getsockname()[1]
+        payload = None if body is None else json.dumps(body)
+        headers = {"X-API-Key": key, "Content-Type": "application/json"}
+        conn.request(method, path, body=payload, headers=headers)
+        inode = _socket_inode(port, client_port)  # the connection is open until we read
+        pid = None if inode is None else _owner(inode, pids)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"null"), pid
+    finally:
+        conn.close()
+
+
+@pytest.fixture()
+def two_workers(realtime_world, tmp_path):  # noqa: F811
+    settings, shop = realtime_world
+    home = tmp_path / "home"
+    shutil.copytree(settings.home, home, ignore=shutil.ignore_patterns("state.sqlite*"))
+    key = KeyStore(home / "api_keys.sqlite").create(frozenset(SCOPES))
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KLANTBEELD_", "MLFLOW_"))}
+    env.update(
+        KLANTBEELD_HOME=str(home),
+        KLANTBEELD_DATA_DIR=str(shop),
+        PYTHONPATH=str(ROOT),
+        OPENBLAS_NUM_THREADS="1",
+    )
+    cmd = [sys.executable, "-m", "serving.api", "--port", str(port), "--workers", "2"]
+    proc = subprocess.Popen(
+        [*cmd, "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield port, key, home, proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _both_serving(port: int, key: str, proc, cid: str, timeout_s: float = 180.0) -> list[int]:
+    """Wait until both workers have answered a scores call; returns their pids."""
+    deadline = time.monotonic() + timeout_s
+    seen: set[int] = set()
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        pids = _workers(proc.pid)
+        try:
+            status, _, pid = call(port, key, "GET", f"/v1/customers/{cid}/scores", pids)
+        except OSError:
+            time.sleep(0.2)
+            continue
+        if status == 200 and pid is not None:
+            seen.add(pid)
+        if len(seen) == 2 and seen == set(pids):
+            return sorted(seen)
+        time.sleep(0.05)
+    raise AssertionError(f"both workers did not answer; seen {seen}")
+
+
+def test_a_session_event_moves_the_score_on_both_workers_within_a_second(two_workers):
+    port, key, home, proc = two_workers
+    scores = pd.read_parquet(next((home / "scores").glob("*.parquet")))
+    # the least active-looking customers first: a browsing burst moves their intent most
+    candidates = scores.sort_values(f"{INTENT}_score")[c.CUSTOMER_ID].tolist()[:8]
+    pids = _both_serving(port, key, proc, candidates[0])
+    path = "/v1/customers/{}/scores"
+    for cid in candidates:
+        _, before, _ = call(port, key, "GET", path.format(cid), pids)
+        old = before["scores"][INTENT]["score"]
+        now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+        assert now > D + timedelta(days=1)
+        events = [
+            {
+                "event_type": kind,
+                "customer_id": cid,
+                "session_id": f"{cid}-live",
+                "item_id": "I00001",
+                "ts": (now - timedelta(seconds=30 - k)).isoformat(),
+            }
+            for k, kind in enumerate(("product_view", "add_to_cart", "product_view", "add_to_cart"))
+        ]
+        t0 = time.monotonic()
+        status, body, poster = call(port, key, "POST", "/v1/events", pids, {"events": events})
+        assert status == 200 and body["stored"] == 4
+        seen: dict[int, float] = {}
+        answered: dict[int, float] = {}
+        while time.monotonic() - t0 < 1.0 and len(answered) < 2:
+            _, got, pid = call(port, key, "GET", path.format(cid), pids)
+            if pid is not None:
+                seen[pid] = got["scores"][INTENT]["score"]
+                answered.setdefault(pid, time.monotonic() - t0)
+        assert set(answered) == set(pids), f"only {sorted(answered)} answered within 1 s"
+        assert max(answered.values()) <= 1.0, answered  # from the POST's send, both workers
+        assert len(set(seen.values())) == 1  # both workers serve the same new score
+        if seen[pids[0]] != old:
+            print(f"score {old:.4f} -> {seen[pids[0]]:.4f}; posted to worker {poster}; "
+                  f"visible on both after {max(answered.values()):.3f} s")  # fmt: skip
+            return
+    raise AssertionError("no candidate's score moved after a burst of session events")
