@@ -339,23 +339,12 @@ def run_spark(
     DuckDB / Spark ratio. CPU time is not shown: Spark works in its JVM, outside this
     process's counters. Returns 1 when the tables differ.
     """
-    from pyspark.sql import SparkSession
+    from features.backend import local_session
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     threads = args.threads or os.cpu_count() or 1
 
     def start() -> Any:
-        session = (
-            SparkSession.builder.master(f"local[{threads}]")
-            .appName("klantbeeld-bench")
-            .config("spark.driver.memory", args.spark_memory)
-            .config("spark.sql.shuffle.partitions", str(2 * threads))
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .getOrCreate()
-        )
-        session.sparkContext.setLogLevel("ERROR")
-        return session
+        return local_session(threads, driver_memory=args.spark_memory, app_name="kb-bench")
 
     _, t_start, _, _ = timed(start)
     on_spark = dataclasses.replace(shop, feature_backend="pyspark")  # same validated tables

@@ -36,3 +36,12 @@ def _fresh_settings() -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """A local Spark session for the Spark tests (:func:`features.backend.local_session`:
+    ``local[1]``, 2 shuffle partitions, no UI); every module in a worker gets the same JVM."""
+    from features.backend import local_session
+
+    return local_session(threads=1, app_name="klantbeeld-tests")

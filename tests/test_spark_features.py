@@ -7,9 +7,6 @@ by their keys, floats within a relative 1e-9.
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from feature_fixtures import T, hand_worked_events, write_shop
+from spark_fixtures import requires_java
 
 from features import feature_groups as fg
 from features.backend import SparkBackend, backend_of, get_backend
@@ -26,27 +24,7 @@ from features.snapshot import build_snapshot
 N_CUSTOMERS = 300
 AS_OF = datetime(2026, 10, 15)
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None,
-    reason="no Java runtime on PATH: Spark needs one (apt-get install default-jre-headless)",
-)
-
-
-@pytest.fixture(scope="module")
-def spark():
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # UDF workers: this Python
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("klantbeeld-tests")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    return session
+pytestmark = requires_java
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,13 @@ score the same customers at the same T, and their score columns agree.
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from spark_fixtures import requires_java
 from typer.testing import CliRunner
 
 from klantbeeld.errors import NotTrainedError
@@ -27,30 +25,7 @@ N_CUSTOMERS = 2000
 AS_OF = datetime(2026, 10, 15)
 CONFIG = BacktestConfig(n_train=1, step_days=28, num_threads=1)
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("java") is None,
-        reason="no Java runtime on PATH: Spark needs one (apt-get install default-jre-headless)",
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def spark():
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # UDF workers: this Python
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("klantbeeld-tests")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    return session
+pytestmark = [pytest.mark.slow, requires_java]
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,36 @@ def scores_path(settings: Settings, as_of: datetime) -> Path:
     return settings.home / "scores" / f"customer_scores_as_of={as_of:%Y-%m-%d}.parquet"
 
 
+def write_scores(
+    table: pa.Table,
+    as_of: datetime,
+    path: Path,
+    versions: dict[str, int] | None = None,
+    started: float | None = None,
+) -> Path:
+    """Append the ``as_of`` column (naive UTC, µs) to ``table`` and write it to ``path``.
+
+    Written to a temporary name beside ``path`` and renamed, so a failed run leaves the
+    previous file intact. Logs the row count, the model ``versions`` and the seconds
+    since ``started`` (a ``time.perf_counter()`` value). Returns ``path``.
+    """
+    rows = table.num_rows
+    table = table.append_column(
+        "as_of", pa.array(np.full(table.num_rows, np.datetime64(as_of, "us")), pa.timestamp("us"))
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    log.info("scored %d customers with %s at %s -> %s (%.1fs)", rows, versions or {},
+             as_of.date(), path, seconds)  # fmt: skip
+    return path
+
+
 def load_champions(models: Sequence[str]) -> dict[str, tuple[int, Any]]:
     """Load the champion scorer of each model that has one: ``{model: (version, scorer)}``."""
     from models.pyfunc import unwrap_scorer
@@ -230,23 +260,6 @@ def score_customers(
 
         for name, column in clv_columns(inputs, *clv).items():
             table = table.append_column(name, column)
-    table = table.append_column(
-        "as_of", pa.array(np.full(table.num_rows, np.datetime64(as_of, "us")), pa.timestamp("us"))
-    )
     path = Path(out) if out is not None else scores_path(settings, as_of)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info(
-        "scored %d customers with %s at %s -> %s (%.1fs)",
-        table.num_rows,
-        {m: v for m, (v, _) in champions.items()},
-        as_of.date(),
-        path,
-        time.perf_counter() - t0,
-    )
-    return path
+    versions = {m: v for m, (v, _) in champions.items()}
+    return write_scores(table, as_of, path, versions, t0)

@@ -16,7 +16,6 @@ written to a temporary name and renamed, so a failed run leaves the previous fil
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -26,14 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from features import contract as c
 from features import feature_groups as fg
 from klantbeeld.errors import NotTrainedError
 from klantbeeld.settings import Settings, get_settings
 from models.inputs import model_inputs
-from training.batch_score import BINARY_MODELS, scores_path
+from training.batch_score import BINARY_MODELS, scores_path, write_scores
 
 log = logging.getLogger(__name__)
 
@@ -174,23 +172,6 @@ def score_customers_spark(
     table = score_spark_frame(
         spark_inputs(spark, model_inputs(snap)), champions, env_manager=env_manager
     )
-    table = table.append_column(
-        "as_of", pa.array(np.full(table.num_rows, np.datetime64(as_of, "us")), pa.timestamp("us"))
-    )
     path = Path(out) if out is not None else scores_path(settings, as_of)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info(
-        "scored %d customers on Spark with %s at %s -> %s (%.1fs)",
-        table.num_rows,
-        {m: v for m, (v, _) in champions.items()},
-        as_of.date(),
-        path,
-        time.perf_counter() - t0,
-    )
-    return path
+    versions = {f"{m} (spark_udf)": v for m, (v, _) in champions.items()}
+    return write_scores(table, as_of, path, versions, t0)
