@@ -96,7 +96,10 @@ class Clock:
 def fresh_settings(world, tmp_path: Path) -> Settings:
     """The world's settings with an empty online state of its own."""
     settings, _ = world
-    return settings.model_copy(update={"state_file": tmp_path / "state.sqlite"})
+    update = {"state_file": tmp_path / "state.sqlite"}
+    # pinned: MLflow keeps the last store it was pointed at in the process environment
+    update["mlflow_tracking_uri"] = settings.resolved_tracking_uri
+    return settings.model_copy(update=update)
 
 
 def client_for(settings: Settings, clock: Clock, scopes=SCOPES) -> TestClient:
@@ -213,7 +216,13 @@ def test_events_before_the_batch_time_or_after_now_do_not_count(realtime_world, 
                 "ts": (D + timedelta(hours=13)).isoformat(),
             },
         ]
-        assert client.post("/v1/events", json={"events": events}).status_code == 200
+        ten = (D + timedelta(hours=10)).isoformat()
+        events += [  # the API's own event types are no shop events: they never count
+            {"event_type": "send", "customer_id": cid, "item_id": "I00002", "ts": ten},
+            {"event_type": "consent_update", "customer_id": cid, "consent_ads": True, "ts": ten},
+        ]
+        r = client.post("/v1/events", json={"events": events})
+        assert r.status_code == 200 and r.json()["stored"] == 4
         pd.testing.assert_frame_equal(engine.session_features([cid], clock.now), before)
         # one event inside [T, now): one more session, 0 days since it at its own instant
         events = [
