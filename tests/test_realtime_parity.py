@@ -47,7 +47,7 @@ def _train_champion(settings: Settings, shop) -> None:
     from training.tracking import start_run
 
     frames = []
-    for week in range(10, 0, -1):
+    for week in range(6, 0, -1):
         t = D - timedelta(days=7 * week)
         X = model_inputs(build_snapshot(shop, t))
         y = conversion_labels(shop, t)
@@ -69,20 +69,32 @@ def _train_champion(settings: Settings, shop) -> None:
     )
 
 
+#: Worlds built in this process, by pytest base folder: the modules importing the fixture
+#: (``test_delta_feed``, ``test_realtime_process``) share one instead of each training.
+_WORLDS: dict[Path, tuple[Settings, Path]] = {}
+
+
 @pytest.fixture(scope="module")
 def realtime_world(tmp_path_factory):
-    """(settings, shop folder) with a champion and batch scores at D."""
+    """(settings, shop folder) with a champion and batch scores at D. Read-only: tests
+    give themselves their own state file (:func:`fresh_settings`) or copy the home."""
     from features.demo_shop.writer import generate_demo_shop
     from features.shop import open_shop
     from training.batch_score import score_customers
 
-    root = tmp_path_factory.mktemp("realtime")
-    generate_demo_shop(root / "shop", n_customers=300, seed=5, days=365, n_items=120)
-    settings = Settings(home=root / "home", data_dir=root / "shop", audience_holdout_share=0.3)
-    shop = open_shop(root / "shop")
-    _train_champion(settings, shop)
-    score_customers(settings, D, models=(INTENT,))
-    return settings, root / "shop"
+    base = tmp_path_factory.getbasetemp()
+    if base not in _WORLDS:
+        root = tmp_path_factory.mktemp("realtime")
+        generate_demo_shop(root / "shop", n_customers=300, seed=5, days=365, n_items=120)
+        settings = Settings(home=root / "home", data_dir=root / "shop", audience_holdout_share=0.3)
+        settings = settings.model_copy(
+            update={"mlflow_tracking_uri": settings.resolved_tracking_uri}
+        )
+        shop = open_shop(root / "shop")
+        _train_champion(settings, shop)
+        score_customers(settings, D, models=(INTENT,))
+        _WORLDS[base] = settings, root / "shop"
+    return _WORLDS[base]
 
 
 class Clock:
@@ -96,10 +108,7 @@ class Clock:
 def fresh_settings(world, tmp_path: Path) -> Settings:
     """The world's settings with an empty online state of its own."""
     settings, _ = world
-    update = {"state_file": tmp_path / "state.sqlite"}
-    # pinned: MLflow keeps the last store it was pointed at in the process environment
-    update["mlflow_tracking_uri"] = settings.resolved_tracking_uri
-    return settings.model_copy(update=update)
+    return settings.model_copy(update={"state_file": tmp_path / "state.sqlite"})
 
 
 def client_for(settings: Settings, clock: Clock, scopes=SCOPES) -> TestClient:
