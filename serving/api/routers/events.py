@@ -37,10 +37,10 @@ def post_events(
     ``product_view``, ``add_to_cart``, ``remove_from_cart``, ``purchase``, ... -- any type
     but ``send`` and ``consent_update``) the session features and the conversion-intent
     score are recomputed from the champion before the call answers (events with ``ts``
-    before now count), so the next
-    ``GET /v1/customers/{id}/scores`` of any worker shows them, and a changed score is
-    appended to the audience delta feed. A failed rescore is logged and leaves the
-    previous score; the events stay stored. Header ``X-Rescored``: customers rescored.
+    before now count), so the next ``GET /v1/customers/{id}/scores`` of any worker shows
+    them, and a changed score is appended to the audience delta feed. A failed rescore is
+    logged and leaves the previous score; the events stay stored. Header ``X-Rescored``:
+    customers rescored.
     """
     records = [{**e.model_dump(exclude_none=True), "ts": e.ts or now} for e in body.events]
     counts = state.record_events(records, now)
