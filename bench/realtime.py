@@ -16,6 +16,8 @@ What it does (issue 16, "real-time update latency p50/p99"):
    update latency is from the POST's send to that answer. Updates alternate which worker
    must show it (the GET is retried until the *other* worker than the POST's answers), so
    the figure is cross-worker visibility.
+   With ``--concurrency K``, K clients do this at once (each for its own customers): the
+   worker combines rescores that queue while one computes.
 4. Baseline in the same run: the POST of a ``send`` event (stored, no rescoring) and a plain
    GET of the scores, same connections, same customers.
 
@@ -26,6 +28,7 @@ updates or ``--max-seconds`` seconds, whichever first.
 Usage::
 
     nice python -m bench.realtime [--customers 2000] [--updates 200] [--background-rps 50]
+    nice python -m bench.realtime --concurrency 4   # 4 clients posting at once
 """
 
 from __future__ import annotations
@@ -148,11 +151,46 @@ def _pct(values: list[float]) -> str:
     return f"p50 {np.percentile(a, 50):7.1f} ms  p99 {np.percentile(a, 99):7.1f} ms  n={len(a)}"
 
 
+def _update(port: int, key: str, home: Path, cid: str, eid: str, pids) -> tuple[float, bool]:
+    """One session event for ``cid`` -> (seconds until the other worker shows the new
+    score, whether the score moved)."""
+    _, before, _ = request(port, key, "GET", f"/v1/customers/{cid}/scores")
+    now = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)
+    event = {
+        "event_id": eid,
+        "event_type": "add_to_cart",
+        "customer_id": cid,
+        "item_id": "I00001",
+        "session_id": f"bench-{cid}-{now:%H}",
+        "ts": now.isoformat(),
+    }
+    t0 = time.perf_counter()
+    status, _, poster = request(port, key, "POST", "/v1/events", {"events": [event]}, pids)
+    if status != 200:
+        raise SystemExit(f"POST /v1/events answered {status}")
+    want = _stored(home / "state.sqlite", eid, cid)
+    if want is None:
+        raise SystemExit("the POST answered before the new score was stored")
+    give_up = time.monotonic() + 10.0
+    while True:  # the other worker than the POST's must show it
+        _, got, pid = request(port, key, "GET", f"/v1/customers/{cid}/scores", pids=pids)
+        if pid is not None and pid != poster and got["scores"][INTENT]["score"] == want:
+            return time.perf_counter() - t0, want != before["scores"][INTENT]["score"]
+        if time.monotonic() > give_up:
+            raise SystemExit(f"the other worker did not show the new score of {cid} in 10 s")
+
+
 def measure(args: argparse.Namespace, port: int, key: str, home: Path, ids: list[str], pids):
-    """The timed part (steps 3 and 4 of the module docstring)."""
-    rng = random.Random(args.seed)
-    update, plain_post, plain_get, moved = [], [], [], 0
+    """The timed part (steps 3 and 4 of the module docstring); ``--concurrency`` clients
+    post updates at once, each for its own customers."""
+    update: list[float] = []
+    plain_post: list[float] = []
+    plain_get: list[float] = []
+    moved = [0]
+    lock = threading.Lock()
     stop = threading.Event()
+    deadline = time.monotonic() + args.max_seconds
+    counter = iter(range(args.updates))
 
     def background() -> None:
         own = random.Random(args.seed + 1)
@@ -163,48 +201,39 @@ def measure(args: argparse.Namespace, port: int, key: str, home: Path, ids: list
             nxt += gap
             time.sleep(max(0.0, nxt - time.monotonic()))
 
+    def client(c: int) -> None:
+        rng = random.Random(args.seed + 10 + c)
+        mine = ids[c :: args.concurrency]
+        while time.monotonic() < deadline:
+            with lock:
+                k = next(counter, None)
+            if k is None:
+                return
+            cid = rng.choice(mine)
+            seconds, changed = _update(port, key, home, cid, f"bench-{os.getpid()}-{k}", pids)
+            send = {"event_type": "send", "customer_id": cid, "item_id": "I00002"}
+            t1 = time.perf_counter()
+            body = {"events": [send | {"placement": "newsletter"}]}
+            request(port, key, "POST", "/v1/events", body)
+            t2 = time.perf_counter()
+            request(port, key, "GET", f"/v1/customers/{cid}/scores")
+            t3 = time.perf_counter()
+            with lock:
+                update.append(seconds)
+                moved[0] += changed
+                plain_post.append(t2 - t1)
+                plain_get.append(t3 - t2)
+
     bg = threading.Thread(target=background, daemon=True)
     if args.background_rps > 0:
         bg.start()
-    deadline = time.monotonic() + args.max_seconds
-    for k in range(args.updates):
-        if time.monotonic() > deadline:
-            break
-        cid = rng.choice(ids)
-        _, before, _ = request(port, key, "GET", f"/v1/customers/{cid}/scores")
-        now = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)
-        eid = f"bench-{os.getpid()}-{k}"
-        event = {
-            "event_id": eid,
-            "event_type": "add_to_cart",
-            "customer_id": cid,
-            "item_id": "I00001",
-            "session_id": f"bench-{cid}-{k // 5}",
-            "ts": now.isoformat(),
-        }
-        t0 = time.perf_counter()
-        status, _, poster = request(port, key, "POST", "/v1/events", {"events": [event]}, pids)
-        assert status == 200, status
-        want = _stored(home / "state.sqlite", eid, cid)
-        assert want is not None, "the POST answered before the new score was stored"
-        give_up = time.monotonic() + 10.0
-        while True:  # the other worker than the POST's must show it
-            _, got, pid = request(port, key, "GET", f"/v1/customers/{cid}/scores", pids=pids)
-            if pid is not None and pid != poster and got["scores"][INTENT]["score"] == want:
-                break
-            if time.monotonic() > give_up:
-                raise SystemExit(f"the other worker did not show the new score of {cid} in 10 s")
-        update.append(time.perf_counter() - t0)
-        moved += want != before["scores"][INTENT]["score"]
-        send = {"event_type": "send", "customer_id": cid, "item_id": "I00002"}
-        t1 = time.perf_counter()
-        request(port, key, "POST", "/v1/events", {"events": [send | {"placement": "newsletter"}]})
-        plain_post.append(time.perf_counter() - t1)
-        t2 = time.perf_counter()
-        request(port, key, "GET", f"/v1/customers/{cid}/scores")
-        plain_get.append(time.perf_counter() - t2)
+    clients = [threading.Thread(target=client, args=(c,)) for c in range(args.concurrency)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join()
     stop.set()
-    return update, plain_post, plain_get, moved
+    return update, plain_post, plain_get, moved[0]
 
 
 def main() -> None:
@@ -215,6 +244,7 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=200)
     p.add_argument("--max-seconds", type=float, default=180.0)
     p.add_argument("--background-rps", type=float, default=50.0)
+    p.add_argument("--concurrency", type=int, default=1, help="clients posting at once")
     p.add_argument("--startup-timeout", type=float, default=300.0)
     args = p.parse_args()
 
@@ -257,8 +287,8 @@ def main() -> None:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-    print(f"real-time intent, {args.customers} customers, 2 workers, "
-          f"{args.background_rps:g} GET/s background")  # fmt: skip
+    print(f"real-time intent, {args.customers} customers, 2 workers, {args.concurrency} "
+          f"posting client(s), {args.background_rps:g} GET/s background")  # fmt: skip
     print(f"  update: session event POST -> new score on the other worker  {_pct(update)}")
     print(f"  baseline: POST of a send (stored, no rescoring)               {_pct(post)}")
     print(f"  baseline: GET scores                                          {_pct(get)}")

@@ -30,14 +30,13 @@ from klantbeeld.errors import NotTrainedError
 from klantbeeld.settings import Settings
 from models.base import TOP_DOWN, TOP_UP
 from serving.online_features import OnlineFeatures, session_columns
-from serving.online_store import OnlineStore, ScoreUpdate
+from serving.online_store import NOT_SHOP_EVENTS, OnlineStore, ScoreUpdate
 
 log = logging.getLogger(__name__)
 
 INTENT = "conversion_intent"
-#: Event types whose arrival triggers a rescore: every data-contract event type (they
-#: all count in ``events_total``; purchases close abandoned carts).
-RESCORE_EVENT_TYPES: frozenset[str] = frozenset(c.CORE_EVENT_TYPES)
+#: Posted event types that never trigger a rescore: the API's own, not shop events.
+NO_RESCORE_EVENT_TYPES: frozenset[str] = frozenset(NOT_SHOP_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -277,4 +276,4 @@ def load_online_intent(settings: Settings, scores: Any) -> OnlineIntent:
     return engine
 
 
-__all__ = ["INTENT", "RESCORE_EVENT_TYPES", "OnlineIntent", "Rescored", "load_online_intent"]
+__all__ = ["INTENT", "NO_RESCORE_EVENT_TYPES", "OnlineIntent", "Rescored", "load_online_intent"]

@@ -23,9 +23,11 @@ import pandas as pd
 
 from features import contract as c
 from serving.online_schema import SCORE, log_change
-from serving.state import SQLiteStateStore
+from serving.state import CONSENT_UPDATE, SEND, SQLiteStateStore
 
 _MAX_VARS = 500
+#: Event types of the API's own (not data-contract events): never features.
+NOT_SHOP_EVENTS = (SEND, CONSENT_UPDATE)
 #: Columns of the event log read back for the online features.
 FEATURE_EVENT_COLUMNS = (
     c.CUSTOMER_ID,
@@ -149,8 +151,11 @@ class OnlineStore:
     def events_between(
         self, customer_ids: Sequence[str], start: datetime, end: datetime
     ) -> tuple[pd.DataFrame, dict[str, int]]:
-        """Posted events of ``customer_ids`` with ``start <= ts < end``, and the highest
-        event-log ``seq`` per customer (any ``ts``; 0 without events).
+        """Posted shop events of ``customer_ids`` with ``start <= ts < end``, and the
+        highest event-log ``seq`` per customer (any ``ts``; 0 without events).
+
+        Shop events are every type but the API's own ``send`` and ``consent_update``
+        (sends are the sends table's, not events, in the data contract).
 
         Returns
         -------
@@ -161,9 +166,9 @@ class OnlineStore:
         cols = ", ".join(FEATURE_EVENT_COLUMNS)
         rows = self._in(
             f"SELECT {cols} FROM events WHERE {c.TS} >= ? AND {c.TS} < ? "
-            f"AND {c.CUSTOMER_ID} IN ({{ids}})",
+            f"AND {c.EVENT_TYPE} NOT IN (?, ?) AND {c.CUSTOMER_ID} IN ({{ids}})",
             ids,
-            (stamp(start), stamp(end)),
+            (stamp(start), stamp(end), *NOT_SHOP_EVENTS),
         )
         seqs = self._in(
             f"SELECT {c.CUSTOMER_ID}, max(seq) FROM events WHERE {c.CUSTOMER_ID} IN ({{ids}}) "

@@ -502,8 +502,9 @@ class SQLiteStateStore:
             con.execute("BEGIN IMMEDIATE")
             try:
                 for table in ("events", "purchases", "sends", "consent", *ONLINE_TABLES):
+                    keep = f" AND kind != '{ERASURE}'" if table == "changes" else ""
                     deleted = con.execute(
-                        f"DELETE FROM {table} WHERE {c.CUSTOMER_ID} = ?", (customer_id,)
+                        f"DELETE FROM {table} WHERE {c.CUSTOMER_ID} = ?{keep}", (customer_id,)
                     ).rowcount
                     n += 0 if table in ONLINE_TABLES else deleted
                 if con.execute(

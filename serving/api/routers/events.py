@@ -11,7 +11,7 @@ from serving.api.deps import EventsWrite, NowDep, StateDep
 from serving.api.realtime import RealtimeDep, realtime_lifespan
 from serving.api.responses import json_response
 from serving.api.schemas import EventsRequest, EventsResponse
-from serving.online_intent import RESCORE_EVENT_TYPES
+from serving.online_intent import NO_RESCORE_EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +33,21 @@ def post_events(
     once for recommendations and audience exports. Events without ``ts`` are stamped
     with the current time. Runs in the thread pool (SQLite write).
 
-    Real-time intent: for every customer with a data-contract event in the batch
-    (``page_view``, ``product_view``, ``add_to_cart``, ``remove_from_cart``, ``purchase``,
-    ...) the session features and the conversion-intent score are recomputed from the
-    champion before the call answers (events with ``ts`` before now count), so the next
-    ``GET /v1/customers/{id}/scores`` of any worker shows them, and a changed score is
-    appended to the audience delta feed. A failed rescore is logged and leaves the
-    previous score; the events stay stored. Header ``X-Rescored``: customers rescored.
+    Real-time intent: for every customer with a shop event in the batch (``page_view``,
+    ``product_view``, ``add_to_cart``, ``remove_from_cart``, ``purchase``, ... -- any type
+    but ``send`` and ``consent_update``) the session features and the conversion-intent
+    score are recomputed from the champion before the call answers (events with ``ts``
+    before now count), so the next ``GET /v1/customers/{id}/scores`` of any worker shows
+    them, and a changed score is appended to the audience delta feed. A failed rescore is
+    logged and leaves the previous score; the events stay stored. Header ``X-Rescored``:
+    customers rescored.
     """
     records = [{**e.model_dump(exclude_none=True), "ts": e.ts or now} for e in body.events]
     counts = state.record_events(records, now)
     rescored = 0
     if realtime is not None and realtime.intent is not None and counts.stored:
-        kinds = RESCORE_EVENT_TYPES
-        ids = sorted({str(r["customer_id"]) for r in records if r["event_type"] in kinds})
+        skip = NO_RESCORE_EVENT_TYPES
+        ids = sorted({str(r["customer_id"]) for r in records if r["event_type"] not in skip})
         try:
             rescored = realtime.intent.rescore(ids, now).customers if ids else 0
         except Exception as exc:  # the events are stored; the score catches up on the next one
