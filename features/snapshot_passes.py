@@ -20,6 +20,7 @@ import pandas as pd
 
 from features import contract as c
 from features import feature_groups as fg
+from features.definitions import order_key_expr as order_key
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,6 @@ def events_between(shop: Any, start: datetime | None, end: datetime) -> ibis.Tab
             _VALUE_CENTS: (value * 100).round().cast("int64"),
         }
     )
-
-
-def order_key(ev: ibis.Table) -> ibis.Value:
-    """The order a purchase line belongs to: ``order_id``, or, when that is missing, the
-    line's timestamp (lines of one customer at the same instant form one order)."""
-    return ibis.coalesce(ev[c.ORDER_ID], ev[c.TS].cast("string"))
 
 
 def repurchasable_items(shop: Any) -> ibis.Table:
