@@ -32,9 +32,7 @@ from models.recommender.block import (
     FIXED_REASONS,
     SOURCE_REASON,
     CandidateBlock,
-    merge_lists,
     reason_table,
-    sort_rows,
 )
 from models.recommender.buy_again import BuyAgainRecommender, due_probability_matrix
 from models.recommender.ease import EASERecommender
@@ -46,14 +44,9 @@ from models.recommender.interactions import (
     recency_matrix,
 )
 from models.recommender.item_knn import ItemKNNRecommender
+from models.recommender.nbo_block import block_for_positions
 from models.recommender.popularity import CategoryPopularityRecommender, PopularityRecommender
-from models.recommender.ranker import (
-    ABSENT_RANK_PAD,
-    CandidateRanker,
-    Candidates,
-    gather,
-    top_k,
-)
+from models.recommender.ranker import CandidateRanker, Candidates, gather, top_k
 from models.recommender.recent import RecentlyViewedRecommender
 
 log = logging.getLogger(__name__)
@@ -114,6 +107,8 @@ class NextBestOffers:
     models_ : dict[str, Recommender]
     ranker_ : CandidateRanker
     as_of_ : str (ISO timestamp)
+    path_ : Path
+        Only on a loaded model: the folder it was read from.
     """
 
     def __init__(
@@ -528,59 +523,7 @@ class NextBestOffers:
         CandidateBlock
         """
         ids = np.asarray(customer_ids, dtype=object)
-        pos = self.positions(ids)
-        uniq, inv = np.unique(pos, return_inverse=True)
-        n = n_per_source or self.n_per_source
-        exclude = self.history_ if self.exclude_history else None
-        names = list(self.models_)
-        lists = [
-            model.recommend(uniq, mat, n=n, exclude=exclude)
-            for model, mat in self._inputs().values()
-        ]
-        lambdarank = self.ranker_.method == "lambdarank" and bool(
-            getattr(self.ranker_, "feature_names_", None)
-        )
-        merged = merge_lists(
-            [a for a, _ in lists],
-            [b for _, b in lists],
-            absent_rank=n + ABSENT_RANK_PAD,
-            with_scores=lambdarank,
-        )
-        items = merged.items
-        valid = items >= 0
-        primary = np.argmin(merged.ranks, axis=2).astype(np.int8)
-        if lambdarank:
-            r, k = np.nonzero(valid)
-            assert merged.scores is not None
-            cands = Candidates(uniq[r], items[r, k], merged.scores[r, k], merged.ranks[r, k], names)
-            x, _ = self.features(cands)
-            score = np.full(items.shape, -np.inf)
-            score[r, k] = self.ranker_.model_.predict(x.astype(np.float32))
-        else:
-            score = self.ranker_.blend_ranks(merged.ranks, names, n + ABSENT_RANK_PAD)
-            score = np.where(valid, score.astype(np.float64), -np.inf)
-        if sources is not None:
-            allowed = np.isin(np.asarray(names, dtype=object), list(sources))
-            valid &= allowed[primary]
-            score[~valid] = -np.inf
-        r, k = np.nonzero(valid)
-        reason = np.full(items.shape, -1, dtype=np.int32)
-        reason[r, k] = self._reason_codes(uniq[r], items[r, k], primary[r, k], names, defer=True)
-        items = np.where(valid, items, -1)
-        primary = np.where(valid, primary, -1).astype(np.int8)
-        score, items, primary, reason = sort_rows(score, items, primary, reason)
-        return CandidateBlock(
-            customer_ids=ids,
-            items=items[inv].astype(np.int32),
-            score=score[inv],
-            source=primary[inv],
-            reason=reason[inv],
-            item_index=self.ids_.items,
-            sources=tuple(names),
-            reason_labels=self.reason_labels(),
-            positions=pos,
-            explain=self._explain_codes,
-        )
+        return block_for_positions(self, ids, self.positions(ids), n_per_source, sources)
 
     def rank(self, candidates: pd.DataFrame) -> pd.DataFrame:
         """Final ``score`` (ranker, else blend) per row, sorted per customer, best first.
@@ -641,4 +584,5 @@ class NextBestOffers:
         obj.models_ = {
             name: Recommender.load(path / "sources" / name, mmap=mmap) for name in obj.sources
         }
+        obj.path_ = path  # where serving caches its candidate tables (models.recommender.nbo_table)
         return obj
