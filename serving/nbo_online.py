@@ -6,7 +6,7 @@ recipient, nearly all of it fixed cost. :class:`OnlineNextBestOffers` gives exac
 same results from work done once per loaded model:
 
 - the ranked candidates of every customer for each placement's sources
-  (:func:`models.recommender.nbo_table.cached_table`: memory-mapped, shared by workers);
+  (:func:`models.recommender.nbo_table.cached_tables`: memory-mapped, shared by workers);
 - the content block of every customer for each placement;
 - the open cart lines grouped by customer.
 
@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from features import contract as c
-from models.recommender.nbo_table import CandidateTable, cached_table
+from models.recommender.block import DEFERRED
+from models.recommender.nbo_table import CandidateTable, cached_tables
 from models.recommender.next_best import NextBestOffers
 from serving.content_blocks import choose_content_blocks
 from serving.context import DAY_NS, RecContext, index_codes, now_ns
@@ -70,18 +71,18 @@ _TableKey = tuple[int, tuple[str, ...]]
 
 @dataclass
 class _Rows:
-    """Candidate rows as aligned arrays: recipient position, item code, score, tier, reason."""
+    """Candidate rows as aligned arrays: recipient position, item code, score, tier, reason
+    text, and the model item position of rows whose reason is still to be explained."""
 
     pos: np.ndarray
     item: np.ndarray
     score: np.ndarray
     tier: np.ndarray
-    reason: np.ndarray  # object: reason text
+    reason: np.ndarray  # object: reason text (None while deferred)
+    deferred: np.ndarray  # int64: model item position to explain, -1 otherwise
 
     def take(self, idx: np.ndarray) -> _Rows:
-        return _Rows(
-            self.pos[idx], self.item[idx], self.score[idx], self.tier[idx], self.reason[idx]
-        )
+        return _Rows(*(getattr(self, f)[idx] for f in _Rows.__dataclass_fields__))
 
     @staticmethod
     def concat(parts: Sequence[_Rows]) -> _Rows:
@@ -93,7 +94,7 @@ class _Rows:
         return len(self.pos)
 
 
-def _rows(pos: Any, item: Any, score: Any, tier: int, reason: Any) -> _Rows:
+def _rows(pos: Any, item: Any, score: Any, tier: int, reason: Any, deferred: Any = None) -> _Rows:
     n = len(pos)
     reasons = reason if isinstance(reason, np.ndarray) else np.full(n, reason, dtype=object)
     return _Rows(
@@ -102,6 +103,7 @@ def _rows(pos: Any, item: Any, score: Any, tier: int, reason: Any) -> _Rows:
         np.asarray(score, dtype=np.float64),
         np.full(n, tier, dtype=np.int8),
         reasons,
+        np.full(n, -1, dtype=np.int64) if deferred is None else deferred.astype(np.int64),
     )
 
 
@@ -208,8 +210,15 @@ class OnlineNextBestOffers:
         order = np.argsort(context.cart_customer, kind="stable")
         self._cart_order = order
         self._cart_sorted = context.cart_customer[order]
-        for pl in placements.placements.values():
-            self.table(pl)
+        declared = list(placements.placements.values())
+        if self._nbo is not None:
+            specs: dict[_TableKey, int] = {}
+            for pl in declared:
+                key = self._key(pl)
+                specs[key] = max(specs.get(key, 0), self._width(pl))
+            tables = cached_tables(self._nbo, [(k[0], k[1], w) for k, w in specs.items()])
+            self._tables = dict(zip(specs, tables, strict=True))
+        for pl in declared:
             self._content_blocks(pl)
 
     # -- what is built once -----------------------------------------------------------
@@ -218,14 +227,21 @@ class OnlineNextBestOffers:
         or when the placement asks for more candidates than a table holds."""
         if self._nbo is None:
             return None
-        key = (placement.n_per_source, tuple(sorted(placement.candidate_sources)))
-        need = placement.max_candidates + self._n_missing
+        key = self._key(placement)
         table = self._tables.get(key)
         if table is None:
-            width = max(need, self.min_width + self._n_missing)
-            table = cached_table(self._nbo, key[0], key[1], width)
+            table = cached_tables(self._nbo, [(key[0], key[1], self._width(placement))])[0]
             self._tables[key] = table
-        return table if table.width >= need else None
+        return table if table.width >= placement.max_candidates + self._n_missing else None
+
+    @staticmethod
+    def _key(placement: Placement) -> _TableKey:
+        return placement.n_per_source, tuple(sorted(placement.candidate_sources))
+
+    def _width(self, placement: Placement) -> int:
+        """Entries a table keeps per customer: enough for ``max_candidates`` usable ones
+        (and ``n`` up to ``min_width``) even where catalogue-less items are skipped."""
+        return max(placement.max_candidates, self.min_width) + self._n_missing
 
     def _content_blocks(self, placement: Placement) -> tuple[np.ndarray, Any]:
         """Block of every customer code (and of unknown customers) for ``placement``."""
@@ -288,23 +304,38 @@ class OnlineNextBestOffers:
         run = _Call(self, placement, ctx, ids, now_ns(when), sends, purchases)
         return run.results(table)
 
-    def model_rows(
-        self, table: CandidateTable, ids: list[str], pos: np.ndarray, max_candidates: int
-    ) -> _Rows:
-        """Table rows of the recipients at positions ``pos``: the first ``max_candidates``
-        usable entries (item in the catalogue, finite score), best first."""
+    def positions(self, ids: list[str]) -> np.ndarray:
+        """Model row of each recipient (unknown ones: the model's empty last row)."""
         if self._nbo is None:
-            raise ValueError("model_rows needs a NextBestOffers model")
-        mpos = _codes(self._nbo.ids_.users, [ids[p] for p in pos])
+            raise ValueError("positions needs a NextBestOffers model")
+        mpos = _codes(self._nbo.ids_.users, ids)
         mpos[mpos < 0] = len(self._nbo.ids_.users)
-        items = np.asarray(table.items[mpos])
-        score = np.asarray(table.score[mpos])
+        return mpos
+
+    def model_rows(
+        self, table: CandidateTable, mpos: np.ndarray, pos: np.ndarray, max_candidates: int
+    ) -> _Rows:
+        """Table rows of the recipients at positions ``pos`` (model rows ``mpos[pos]``): the
+        first ``max_candidates`` usable entries (item in the catalogue, finite score)."""
+        rows = mpos[pos]
+        items = np.asarray(table.items[rows])
+        score = np.asarray(table.score[rows])
         code = np.where(items >= 0, self._item_codes[np.maximum(items, 0)], -1)
         ok = (code >= 0) & np.isfinite(score)
         ok &= np.cumsum(ok, axis=1) <= max_candidates
         r, k = np.nonzero(ok)
-        reason = self._labels[np.asarray(table.reason[mpos])[r, k]]
-        return _rows(pos[r], code[r, k], score[r, k], _MODEL, reason)
+        codes = np.asarray(table.reason[rows])[r, k]
+        later = codes == DEFERRED
+        reason = self._labels[np.where(later, 0, codes)]
+        reason[later] = None
+        deferred = np.where(later, items[r, k], -1)
+        return _rows(pos[r], code[r, k], score[r, k], _MODEL, reason, deferred)
+
+    def explain(self, mpos: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Reason texts of item-kNN rows (model rows ``mpos``, model item positions)."""
+        if self._nbo is None:
+            raise ValueError("explain needs a NextBestOffers model")
+        return self._labels[self._nbo._explain_codes(mpos, items)]
 
     def cart_lines(self, ccode: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Open cart lines of the recipients: (recipient position, context line index),
@@ -334,6 +365,7 @@ class _Call:
         self.owner, self.pl, self.ctx, self.ids, self.t_now = owner, placement, context, ids, t_now
         self.sends, self.purchases = sends, purchases
         self.ccode = _codes(context.customer_index, ids)
+        self.mpos = np.empty(0, dtype=np.int64)  # model rows, read when a table is used
 
     def results(self, table: CandidateTable | None) -> list[RecipientResult]:
         pl, ctx, rules = self.pl, self.ctx, self.pl.rules
@@ -349,8 +381,9 @@ class _Call:
                 eligible &= has_cart
             parts.append(cart)
         if table is not None and eligible.any():
+            self.mpos = self.owner.positions(self.ids)
             asked = np.flatnonzero(eligible)
-            parts.append(self.owner.model_rows(table, self.ids, asked, pl.max_candidates))
+            parts.append(self.owner.model_rows(table, self.mpos, asked, pl.max_candidates))
         rows = _Rows.concat(parts) if parts else _EMPTY
         rows = rows.take(np.flatnonzero(eligible[rows.pos]))
         kept = self.select(rows)
@@ -452,6 +485,11 @@ class _Call:
     def _results(self, kept: _Rows, eligible: np.ndarray, why: np.ndarray) -> list[RecipientResult]:
         ctx, pl = self.ctx, self.pl
         every, unknown = self.owner._content_blocks(pl)
+        later = np.flatnonzero(kept.deferred >= 0)
+        if len(later):
+            kept.reason[later] = self.owner.explain(
+                self.mpos[kept.pos[later]], kept.deferred[later]
+            )
         content = ctx.item_content
         item = kept.item
         ids_of = ctx.item_id_values[item].tolist()

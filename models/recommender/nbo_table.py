@@ -3,15 +3,19 @@
 A :class:`CandidateTable` holds, for every row of a fitted ``NextBestOffers`` (its known
 customers plus the empty last row that unknown customers share), the first ``width``
 entries of ``candidate_block`` for one (``n_per_source``, ``sources``) choice: item
-positions, final scores and fully resolved reason codes. The candidates depend on the
+positions, final scores and reason codes (item-kNN explanations left
+:data:`~models.recommender.block.DEFERRED`: they are worked out, for the returned items
+only, by ``NextBestOffers._explain_codes``). The candidates depend on the
 model alone (histories are frozen in it; what changes online -- purchases, sends,
 consent -- is applied by the business rules), so a request only reads its row.
 
 :func:`cached_table` writes the table as ``.npy`` files into the model's folder
 (``<model>/serving-tables/<key>``; a retrained model is a new folder, so a stale table
 cannot survive) under a file lock, and every API worker memory-maps the same files: they
-share one copy in the page cache. A model without a folder (fitted in memory) or a
-read-only folder gets an in-memory table.
+share one copy in the page cache. :func:`cached_tables` builds several: each process
+takes the tables nobody is building yet first, so two workers starting together build
+different tables at the same time. A model without a folder (fitted in memory) or a
+read-only folder gets in-memory tables.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Bump when the candidate computation changes, so cached tables are rebuilt.
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 TABLE_DIR = "serving-tables"
 #: Model rows per ``candidate_block`` call while building.
 BUILD_CHUNK = 2048
@@ -56,7 +60,8 @@ class CandidateTable:
     score : ndarray of float64, shape (n_rows, width)
         Final score (higher is better); ``-inf`` on pads.
     reason : ndarray of int32, shape (n_rows, width)
-        Codes into ``model.reason_labels()`` (item-kNN explanations resolved); ``-1`` pads.
+        Codes into ``model.reason_labels()``; ``DEFERRED`` for item-kNN entries (see
+        module docstring); ``-1`` pads.
     n_per_source : int
     sources : tuple of str
         Sources the candidates were restricted to (sorted).
@@ -106,7 +111,8 @@ def build_table(
     Returns
     -------
     CandidateTable
-        Row ``p`` equals the first ``width`` entries of the block of model row ``p``.
+        Row ``p`` equals the first ``width`` entries of the block of model row ``p``
+        (reasons as in ``CandidateBlock.reason``, deferred ones unresolved).
     """
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
@@ -120,8 +126,7 @@ def build_table(
         w = min(width, block.items.shape[1])
         items[pos, :w] = block.items[:, :w]
         score[pos, :w] = block.score[:, :w]
-        r, k = np.nonzero(block.items[:, :w] >= 0)
-        reason[pos[r], k] = block.reasons(r, k)
+        reason[pos, :w] = block.reason[:, :w]
     return CandidateTable(items, score, reason, n_per_source, tuple(sorted(sources)))
 
 
@@ -151,60 +156,88 @@ def _fingerprint(folder: Path) -> str:
 
 
 @contextlib.contextmanager
-def _locked(lock: Path) -> Iterator[None]:
+def _locked(lock: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on file ``lock``; yields False (not held) when ``wait`` is
+    False and another process holds it."""
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+TableSpec = tuple[int, Sequence[str], int]
+
+
+def _cached(model: NextBestOffers, spec: TableSpec, wait: bool) -> CandidateTable | None:
+    """The table of ``spec`` from the model folder, built there if missing; None when
+    ``wait`` is False and another process is building it. Raises OSError when the
+    folder cannot be written."""
+    n_per_source, sources, width = spec
+    folder = Path(model.path_)
+    n_rows = len(model.ids_.users) + 1
+    name = f"{table_key(n_per_source, sources, width)}-{_fingerprint(folder)}"
+    target = folder / TABLE_DIR / name
+    with _locked(folder / TABLE_DIR / f".{name}.lock", wait) as held:
+        if not held:
+            return None
+        if (target / "table.json").is_file():
+            table = load_table(target)
+            if table.items.shape == (n_rows, width):
+                return table
+            log.warning("candidate table %s does not fit the model; rebuilding", target)
+        t0 = time.perf_counter()
+        save_table(build_table(model, n_per_source, sources, width), target)
+        log.info("candidate table %s: %d rows in %.1f s", name, n_rows, time.perf_counter() - t0)
+        return load_table(target)
+
+
+def cached_tables(model: NextBestOffers, specs: Sequence[TableSpec]) -> list[CandidateTable]:
+    """The tables of ``specs`` (``(n_per_source, sources, width)`` each), in that order.
+
+    Memory-mapped from the model's folder and built there once (see module docstring):
+    a table another process is building is waited for only after every other table is
+    done. Without a model folder (``model.path_``) or when it cannot be written, the
+    tables are built in memory.
+
+    Parameters
+    ----------
+    model : NextBestOffers
+    specs : sequence of (int, sequence of str, int)
+        ``n_per_source``, ``sources`` and ``width`` of each table (see :func:`build_table`).
+
+    Returns
+    -------
+    list of CandidateTable
+    """
+    folder = getattr(model, "path_", None)
+    if folder is None or not (Path(folder) / "params.json").is_file():
+        return [build_table(model, *spec) for spec in specs]
+    out: dict[int, CandidateTable] = {}
+    try:
+        for wait in (False, True):
+            for k, spec in enumerate(specs):
+                if k not in out:
+                    got = _cached(model, spec, wait)
+                    if got is not None:
+                        out[k] = got
+    except OSError as exc:
+        log.warning("candidate tables not cached in %s (%s); kept in memory", folder, exc)
+        return [out[k] if k in out else build_table(model, *spec) for k, spec in enumerate(specs)]
+    return [out[k] for k in range(len(specs))]
 
 
 def cached_table(
     model: NextBestOffers, n_per_source: int, sources: Sequence[str], width: int
 ) -> CandidateTable:
-    """The table for these settings: memory-mapped from the model's folder, built once.
-
-    The first process to ask builds it under a lock file while the others wait, then all
-    map the same files. Without a model folder (``model.path_``) or when it cannot be
-    written, the table is built in memory.
-
-    Parameters
-    ----------
-    model : NextBestOffers
-    n_per_source, sources, width :
-        See :func:`build_table`.
-
-    Returns
-    -------
-    CandidateTable
-    """
-    folder = getattr(model, "path_", None)
-    n_rows = len(model.ids_.users) + 1
-    if folder is None or not (Path(folder) / "params.json").is_file():
-        return build_table(model, n_per_source, sources, width)
-    root = Path(folder) / TABLE_DIR
-    target = root / f"{table_key(n_per_source, sources, width)}-{_fingerprint(Path(folder))}"
-    try:
-        with _locked(root / ".lock"):
-            if (target / "table.json").is_file():
-                table = load_table(target)
-                if table.items.shape == (n_rows, width):
-                    return table
-                log.warning("candidate table %s does not fit the model; rebuilding", target)
-            t0 = time.perf_counter()
-            save_table(build_table(model, n_per_source, sources, width), target)
-            log.info(
-                "candidate table %s: %d rows in %.1f s",
-                target.name,
-                n_rows,
-                time.perf_counter() - t0,
-            )
-            return load_table(target)
-    except OSError as exc:
-        log.warning("candidate table not cached in %s (%s); kept in memory", root, exc)
-        return build_table(model, n_per_source, sources, width)
+    """One table (see :func:`cached_tables`)."""
+    return cached_tables(model, [(n_per_source, sources, width)])[0]
 
 
 __all__ = [
@@ -213,6 +246,7 @@ __all__ = [
     "TABLE_VERSION",
     "build_table",
     "cached_table",
+    "cached_tables",
     "load_table",
     "save_table",
     "table_key",

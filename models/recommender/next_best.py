@@ -486,9 +486,13 @@ class NextBestOffers:
         return code
 
     def _explain_codes(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """``similar_to:<item>`` codes of item-kNN pairs (``for_you`` where none explains)."""
+        """``similar_to:<item>`` codes of item-kNN pairs (``for_you`` where none explains).
+
+        Only the pairs' history rows are handed to the explainer (a few rows per request,
+        not the whole matrix)."""
         knn_model = cast(ItemKNNRecommender, self.models_["item_knn"])
-        j = knn_model.explain(users, self.history_, np.asarray(items))
+        uniq, inv = np.unique(np.asarray(users, dtype=np.int64), return_inverse=True)
+        j = knn_model.explain(inv, self.history_[uniq], np.asarray(items))
         n_cat = len(self.category_names_)
         return np.where(j >= 0, len(FIXED_REASONS) + n_cat + j, 0).astype(np.int32)
 
