@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-
 from datetime import datetime
 
 import pytest

@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -145,9 +145,11 @@ def load_table(path: str | Path, mmap: bool = True) -> CandidateTable:
     """Read a table written by :func:`save_table` (arrays memory-mapped by default)."""
     path = Path(path)
     meta = json.loads((path / "table.json").read_text())
-    mode = "r" if mmap else None
-    arrays = [np.load(path / f"{name}.npy", mmap_mode=mode, allow_pickle=False) for name in _ARRAYS]
-    return CandidateTable(*arrays, int(meta["n_per_source"]), tuple(meta["sources"]))
+    mode: Literal["r"] | None = "r" if mmap else None
+    items, score, reason = (
+        np.load(path / f"{name}.npy", mmap_mode=mode, allow_pickle=False) for name in _ARRAYS
+    )
+    return CandidateTable(items, score, reason, int(meta["n_per_source"]), tuple(meta["sources"]))
 
 
 def _fingerprint(folder: Path) -> str:

@@ -111,6 +111,8 @@ class NextBestOffers:
         Only on a loaded model: the folder it was read from.
     """
 
+    path_: Path
+
     def __init__(
         self,
         event_weights: Mapping[str, float],
@@ -588,5 +590,5 @@ class NextBestOffers:
         obj.models_ = {
             name: Recommender.load(path / "sources" / name, mmap=mmap) for name in obj.sources
         }
-        obj.path_ = path  # where serving caches its candidate tables (models.recommender.nbo_table)
+        obj.path_ = path  # serving caches its candidate tables here (nbo_table)
         return obj
