@@ -3,10 +3,10 @@
 What it does (ARCHITECTURE §7, "API, one recipient" and "batch of 1,000 recipients"):
 
 1. Prepares, once, under ``var/bench/api`` (or ``--root``): a demo shop, a recommender
-   trained on it (``train_recommender``, MLflow off) and a batch-scores file. The scores
-   are seeded random probabilities in the layout of ``training.batch_score`` -- a score
-   look-up costs the same whatever the numbers are, and training the scoring models is
-   ``bench/train.py``'s job. With ``--home H --data D`` an existing trained home (e.g.
+   trained on it (``train_recommender``, MLflow off) and a batch-scores file from the
+   conversion-intent model trained for step 7 (with ``--no-baseline``: seeded random
+   probabilities in the layout of ``training.batch_score`` -- a score look-up costs the
+   same whatever the numbers are). With ``--home H --data D`` an existing trained home (e.g.
    the one ``make demo`` builds) is copied under ``--root`` and served instead. An API
    key with every scope is created in the served home; every request sends it.
 2. Starts ``python -m serving.api --workers 2`` on 127.0.0.1 (a free port) and waits for
@@ -19,14 +19,18 @@ What it does (ARCHITECTURE §7, "API, one recipient" and "batch of 1,000 recipie
 4. Reads the server's own histogram (``GET /metrics``) before and after each run; the
    difference is the server-side distribution of exactly those requests.
 5. Sends 20 batch calls of 1,000 recipients one after another.
-6. Baseline, same run: the conversion-intent model whose scores the API serves is served
+6. In process, before the server starts: one recipient (``--in-process-calls`` times)
+   and a batch of 1,000 through the API's recommendation path (precomputed candidate
+   tables, :mod:`serving.nbo_online`) and through the frame path it replaced
+   (``recommend_for``), same service and customers: library time and their ratio.
+7. Baseline, same run: the conversion-intent model whose scores the API serves is served
    by ``mlflow models serve`` (2 workers, ``--env-manager local``) and both servers get
    the same closed-loop load (``--closed-connections`` sockets sending back to back for
    ``--closed-seconds``): one-row ``POST /invocations`` against ``GET
    /v1/customers/{id}/scores``. The ratio of completed requests per second is the
    figure (ARCHITECTURE §7: >= 10x). Preparing the generated shop therefore also trains
    that model (``train_model("conversion_intent")``, local MLflow store in the home) and
-   batch-scores every customer with it; ``--no-baseline`` skips step 6.
+   batch-scores every customer with it; ``--no-baseline`` skips step 7.
 
 The client runs on the same 2 cores as the 2 workers, so client-side figures include
 its own scheduling delay. A summary at the end compares each figure with its target.
@@ -442,6 +446,66 @@ async def run_baseline(args: argparse.Namespace, env: dict[str, str]) -> dict | 
         stop_server(server)
 
 
+def in_process(env: dict[str, str], calls: int, seed: int) -> dict:
+    """One recipient and a batch of 1,000 in this process: the API's path
+    (``RecommendationService.recommend``, candidate tables) against the frame path it
+    replaced (``recommend_for``: candidates from the model + ``apply_rules``), same
+    service, customers and placement (newsletter). Library time only (ms), no HTTP."""
+    import pandas as pd
+
+    from klantbeeld.settings import Settings
+    from serving.api.artifacts import load_artifacts
+    from serving.next_best_offer import recommend_for
+
+    keys = ("KLANTBEELD_HOME", "KLANTBEELD_DATA_DIR", "KLANTBEELD_STATE_FILE")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: env[k] for k in keys})
+    try:
+        t0 = time.perf_counter()
+        art = load_artifacts(Settings())
+        load_s = time.perf_counter() - t0
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    svc = art.recommender
+    if svc is None:
+        raise RuntimeError(f"no recommendation service: {art.problems}")
+    ids = pd.read_parquet(Path(env["KLANTBEELD_DATA_DIR"]) / "customers.parquet")
+    consent = ids.loc[ids["consent_email"], "customer_id"].astype(str).tolist()
+    rng = random.Random(seed)
+    pl = svc.placement("newsletter")
+
+    def old(batch: list[str]) -> object:
+        return recommend_for(batch, pl, context=svc.context, model=svc.model, state=svc.state)
+
+    def new(batch: list[str]) -> object:
+        return svc.recommend(batch, "newsletter")
+
+    out: dict = {"load_s": round(load_s, 1), "calls": calls}
+    for name, fn in (("frame_path", old), ("table_path", new)):
+        fn(consent[:1])
+        lat = []
+        for _ in range(calls):
+            t = time.perf_counter()
+            fn([rng.choice(consent)])
+            lat.append((time.perf_counter() - t) * 1e3)
+        batch = rng.sample(consent, min(1000, len(consent)))
+        t = time.perf_counter()
+        fn(batch)
+        out[name] = {
+            "one_p50_ms": round(float(np.percentile(lat, 50)), 3),
+            "one_p99_ms": round(float(np.percentile(lat, 99)), 3),
+            "batch_1000_ms": round((time.perf_counter() - t) * 1e3, 1),
+        }
+    out["ratio_one_p50"] = round(
+        out["frame_path"]["one_p50_ms"] / max(out["table_path"]["one_p50_ms"], 1e-9), 1
+    )
+    return out
+
+
 def summary(results: dict) -> dict:
     """Each measured figure next to its ARCHITECTURE §7 target (met / missed)."""
     out: dict[str, dict] = {}
@@ -671,6 +735,12 @@ def main() -> None:
         help="skip the `mlflow models serve` comparison (and training its model)",
     )
     p.add_argument("--closed-seconds", type=float, default=5.0, help="closed-loop duration")
+    p.add_argument(
+        "--in-process-calls",
+        type=int,
+        default=300,
+        help="single-recipient calls timed in process per path before the server runs (0: skip)",
+    )
     p.add_argument("--closed-connections", type=int, default=8, help="closed-loop sockets")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--port", type=int, default=0, help="0: a free port")
@@ -691,7 +761,12 @@ def main() -> None:
     if args.port == 0:
         args.port = free_port()
     env = prepared_env(args, p)
+    local = in_process(env, args.in_process_calls, args.seed) if args.in_process_calls else None
+    if local is not None:
+        print("in_process", json.dumps(local), flush=True)
     results = asyncio.run(run(args, env))
+    if local is not None:
+        results["in_process"] = local
     out = args.root / f"result-{'baseline' if args.code else 'current'}.json"
     out.write_text(json.dumps(results, indent=1))
     print(f"results -> {out}")

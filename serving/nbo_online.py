@@ -59,8 +59,9 @@ from serving.state import StateStore
 
 log = logging.getLogger(__name__)
 
-#: Entries kept per customer in a table, at least (covers ``n`` up to the API's maximum).
-MIN_TABLE_WIDTH = 100
+#: Entries kept per customer in a table, at least. Tables keep a placement's
+#: ``max_candidates``; a request whose ``n`` asks for more is answered by ``recommend_for``.
+MIN_TABLE_WIDTH = 0
 #: Up to this many ids are looked up one by one (``Index.get_loc``), more in one pass.
 _LOOKUP_ONE_BY_ONE = 64
 _NO_TS = np.iinfo(np.int64).min

@@ -242,9 +242,11 @@ def test_table_rows_equal_candidate_blocks_and_are_cached_memory_mapped(shop, tm
     reranked.save(tmp_path / "model")
     loaded = NextBestOffers.load(tmp_path / "model")
     sources = ("item_knn", "als", "recently_viewed")
+    stale = tmp_path / "model" / TABLE_DIR / "v0-n6-w12-als-0123456789ab"  # an older format
+    stale.mkdir(parents=True)
     first = cached_table(loaded, 6, sources, 12)
     folders = list((tmp_path / "model" / TABLE_DIR).glob("v*"))
-    assert len(folders) == 1
+    assert len(folders) == 1 and not stale.exists()
     again = cached_table(loaded, 6, sources[::-1], 12)  # same sources, other order
     assert isinstance(again.items, np.memmap)
     assert list((tmp_path / "model" / TABLE_DIR).glob("v*")) == folders

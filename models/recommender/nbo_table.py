@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -200,6 +201,15 @@ def _cached(model: NextBestOffers, spec: TableSpec, wait: bool) -> CandidateTabl
         return load_table(target)
 
 
+def _drop_other_versions(root: Path) -> None:
+    """Delete tables of other :data:`TABLE_VERSION`s (best effort)."""
+    if not root.is_dir():
+        return
+    for old in root.glob("v*"):
+        if old.is_dir() and not old.name.startswith(f"v{TABLE_VERSION}-"):
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def cached_tables(model: NextBestOffers, specs: Sequence[TableSpec]) -> list[CandidateTable]:
     """The tables of ``specs`` (``(n_per_source, sources, width)`` each), in that order.
 
@@ -221,6 +231,7 @@ def cached_tables(model: NextBestOffers, specs: Sequence[TableSpec]) -> list[Can
     folder = getattr(model, "path_", None)
     if folder is None or not (Path(folder) / "params.json").is_file():
         return [build_table(model, *spec) for spec in specs]
+    _drop_other_versions(Path(folder) / TABLE_DIR)
     out: dict[int, CandidateTable] = {}
     try:
         for wait in (False, True):
