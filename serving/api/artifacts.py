@@ -230,7 +230,11 @@ def load_artifacts(settings: Settings) -> Artifacts:
         art.problems[RECOMMENDER] = _unreadable("recommender artifact", exc)
     if context is not None:
         # without a model every recipient gets the placement's popular fallback (flagged)
-        art.recommender = RecommendationService(context, model, placements, state)
+        try:
+            art.recommender = RecommendationService(context, model, placements, state)
+        except Exception as exc:  # its candidate tables cannot be built: the fallback
+            art.problems[RECOMMENDER] = _unreadable("recommender candidate tables", exc)
+            art.recommender = RecommendationService(context, None, placements, state)
     elif RECOMMENDER not in art.problems:
         art.problems[RECOMMENDER] = "no rule context: " + art.problems.get(SHOP, "")
 
