@@ -207,13 +207,19 @@ def resolve_placement(
     return (placements or load_placements()).get(placement)
 
 
-def _state_overlay(
+def state_overlay(
     state: StateStore | None,
     recipients: Sequence[str],
     placement: Placement,
     context: RecContext,
     now: datetime,
 ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Sends and purchases recorded online for ``recipients`` that the rules must see.
+
+    Sends since ``now - placement.rules.exclude_sent_days`` (None when that rule is off)
+    and purchases since ``context.now - STATE_PURCHASE_OVERLAP_DAYS``; ``(None, None)``
+    without a state store. Above ``_STATE_PER_CUSTOMER_MAX`` recipients one scan.
+    """
     if state is None:
         return None, None
     ids = None if len(recipients) > _STATE_PER_CUSTOMER_MAX else list(recipients)
@@ -281,7 +287,7 @@ def recommend_frame(
             if SOURCE in raw.columns:
                 raw = raw[raw[SOURCE].isin(pl.candidate_sources)]
             ranked = model.rank(raw) if len(raw) else raw
-    sends, purchases = _state_overlay(state, list(recipients), pl, context, when)
+    sends, purchases = state_overlay(state, list(recipients), pl, context, when)
     return apply_rules(
         ranked
         if isinstance(ranked, CandidateBlock)
@@ -411,5 +417,6 @@ __all__ = [
     "recommend_for",
     "recommend_frame",
     "resolve_placement",
+    "state_overlay",
     "to_recipient_results",
 ]

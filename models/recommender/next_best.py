@@ -32,9 +32,7 @@ from models.recommender.block import (
     FIXED_REASONS,
     SOURCE_REASON,
     CandidateBlock,
-    merge_lists,
     reason_table,
-    sort_rows,
 )
 from models.recommender.buy_again import BuyAgainRecommender, due_probability_matrix
 from models.recommender.ease import EASERecommender
@@ -46,14 +44,9 @@ from models.recommender.interactions import (
     recency_matrix,
 )
 from models.recommender.item_knn import ItemKNNRecommender
+from models.recommender.nbo_block import block_for_positions
 from models.recommender.popularity import CategoryPopularityRecommender, PopularityRecommender
-from models.recommender.ranker import (
-    ABSENT_RANK_PAD,
-    CandidateRanker,
-    Candidates,
-    gather,
-    top_k,
-)
+from models.recommender.ranker import CandidateRanker, Candidates, gather, top_k
 from models.recommender.recent import RecentlyViewedRecommender
 
 log = logging.getLogger(__name__)
@@ -114,7 +107,11 @@ class NextBestOffers:
     models_ : dict[str, Recommender]
     ranker_ : CandidateRanker
     as_of_ : str (ISO timestamp)
+    path_ : Path
+        Only on a loaded model: the folder it was read from.
     """
+
+    path_: Path
 
     def __init__(
         self,
@@ -491,9 +488,13 @@ class NextBestOffers:
         return code
 
     def _explain_codes(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """``similar_to:<item>`` codes of item-kNN pairs (``for_you`` where none explains)."""
+        """``similar_to:<item>`` codes of item-kNN pairs (``for_you`` where none explains).
+
+        Only the pairs' history rows are handed to the explainer (a few rows per request,
+        not the whole matrix)."""
         knn_model = cast(ItemKNNRecommender, self.models_["item_knn"])
-        j = knn_model.explain(users, self.history_, np.asarray(items))
+        uniq, inv = np.unique(np.asarray(users, dtype=np.int64), return_inverse=True)
+        j = knn_model.explain(inv, self.history_[uniq], np.asarray(items))
         n_cat = len(self.category_names_)
         return np.where(j >= 0, len(FIXED_REASONS) + n_cat + j, 0).astype(np.int32)
 
@@ -528,59 +529,7 @@ class NextBestOffers:
         CandidateBlock
         """
         ids = np.asarray(customer_ids, dtype=object)
-        pos = self.positions(ids)
-        uniq, inv = np.unique(pos, return_inverse=True)
-        n = n_per_source or self.n_per_source
-        exclude = self.history_ if self.exclude_history else None
-        names = list(self.models_)
-        lists = [
-            model.recommend(uniq, mat, n=n, exclude=exclude)
-            for model, mat in self._inputs().values()
-        ]
-        lambdarank = self.ranker_.method == "lambdarank" and bool(
-            getattr(self.ranker_, "feature_names_", None)
-        )
-        merged = merge_lists(
-            [a for a, _ in lists],
-            [b for _, b in lists],
-            absent_rank=n + ABSENT_RANK_PAD,
-            with_scores=lambdarank,
-        )
-        items = merged.items
-        valid = items >= 0
-        primary = np.argmin(merged.ranks, axis=2).astype(np.int8)
-        if lambdarank:
-            r, k = np.nonzero(valid)
-            assert merged.scores is not None
-            cands = Candidates(uniq[r], items[r, k], merged.scores[r, k], merged.ranks[r, k], names)
-            x, _ = self.features(cands)
-            score = np.full(items.shape, -np.inf)
-            score[r, k] = self.ranker_.model_.predict(x.astype(np.float32))
-        else:
-            score = self.ranker_.blend_ranks(merged.ranks, names, n + ABSENT_RANK_PAD)
-            score = np.where(valid, score.astype(np.float64), -np.inf)
-        if sources is not None:
-            allowed = np.isin(np.asarray(names, dtype=object), list(sources))
-            valid &= allowed[primary]
-            score[~valid] = -np.inf
-        r, k = np.nonzero(valid)
-        reason = np.full(items.shape, -1, dtype=np.int32)
-        reason[r, k] = self._reason_codes(uniq[r], items[r, k], primary[r, k], names, defer=True)
-        items = np.where(valid, items, -1)
-        primary = np.where(valid, primary, -1).astype(np.int8)
-        score, items, primary, reason = sort_rows(score, items, primary, reason)
-        return CandidateBlock(
-            customer_ids=ids,
-            items=items[inv].astype(np.int32),
-            score=score[inv],
-            source=primary[inv],
-            reason=reason[inv],
-            item_index=self.ids_.items,
-            sources=tuple(names),
-            reason_labels=self.reason_labels(),
-            positions=pos,
-            explain=self._explain_codes,
-        )
+        return block_for_positions(self, ids, self.positions(ids), n_per_source, sources)
 
     def rank(self, candidates: pd.DataFrame) -> pd.DataFrame:
         """Final ``score`` (ranker, else blend) per row, sorted per customer, best first.
@@ -641,4 +590,5 @@ class NextBestOffers:
         obj.models_ = {
             name: Recommender.load(path / "sources" / name, mmap=mmap) for name in obj.sources
         }
+        obj.path_ = path  # serving caches its candidate tables here (nbo_table)
         return obj

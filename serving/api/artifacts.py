@@ -30,7 +30,8 @@ from serving.api.model_info import ModelInfo, served_models
 from serving.api.scores import ScoreIndex, latest_scores_file
 from serving.api.state_reader import FastStateReader
 from serving.context import RecContext
-from serving.next_best_offer import CandidateModel, RecipientResult, recommend_for
+from serving.nbo_online import OnlineNextBestOffers
+from serving.next_best_offer import CandidateModel, RecipientResult
 from serving.online_overrides import online_view
 from serving.placements import Placement, PlacementConfig, placements_from_settings
 from serving.state import OnlineStateStore, SQLiteStateStore
@@ -70,6 +71,7 @@ class RecommendationService:
         self.placements = placements
         self.state = state
         self._sized: dict[tuple[str, int], Placement] = {}
+        self._online = OnlineNextBestOffers(context, model, placements)  # tables, built once
 
     def placement(self, name: str, n: int | None = None) -> Placement:
         """Placement ``name``, with ``n_items`` replaced by ``n`` when given.
@@ -106,11 +108,10 @@ class RecommendationService:
         unknown one (:func:`serving.online_overrides.online_view`).
         """
         view = online_view(customer_ids, self.context, self.state)
-        results = recommend_for(
+        results = self._online.recommend(
             view.customer_ids,
             self.placement(placement, n),
             context=view.context,
-            model=self.model,
             state=self.state,
             now=now,
         )
@@ -233,7 +234,11 @@ def load_artifacts(settings: Settings) -> Artifacts:
         art.problems[RECOMMENDER] = _unreadable("recommender artifact", exc)
     if context is not None:
         # without a model every recipient gets the placement's popular fallback (flagged)
-        art.recommender = RecommendationService(context, model, placements, state)
+        try:
+            art.recommender = RecommendationService(context, model, placements, state)
+        except Exception as exc:  # its candidate tables cannot be built: the fallback
+            art.problems[RECOMMENDER] = _unreadable("recommender candidate tables", exc)
+            art.recommender = RecommendationService(context, None, placements, state)
     elif RECOMMENDER not in art.problems:
         art.problems[RECOMMENDER] = "no rule context: " + art.problems.get(SHOP, "")
 

@@ -1,13 +1,17 @@
 """Coalesce concurrent single-recipient requests into one vectorised call.
 
-Almost all the cost of one next-best-offer is per *call*, not per recipient (gathering
-candidates from every source, one LightGBM predict, building the rule frames): one
-recipient takes tens of ms, a batch of 1,000 about 1 ms per recipient. So
 :class:`MicroBatcher` queues ``GET /v1/customers/{id}/recommendations`` requests and a
 single consumer task hands everything queued so far (same placement and size) to one
-:meth:`RecommendationService.recommend` call on a worker thread. While that call runs, new
-requests queue up and form the next batch: batches grow with the load and an idle service
-adds no wait. Results are those of the single call (the batch-equals-single contract).
+:meth:`RecommendationService.recommend` call. While that call runs, new requests queue up
+and form the next batch: batches grow with the load and an idle service adds no wait.
+Results are those of the single call (the batch-equals-single contract).
+
+With precomputed candidate tables (:mod:`serving.nbo_online`) a call of a few recipients
+costs well under a millisecond, less than handing it to a thread and back (two wake-ups,
+GIL hand-overs). So a call of at most ``inline_max`` recipients runs on the event loop
+itself when no call is in flight on the recommendation thread; larger calls (and the
+batch route, :meth:`MicroBatcher.call`) run on that thread. Either way the model and
+context objects are never used by two threads at once.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ T = TypeVar("T")
 
 #: Requests per coalesced call at most.
 MAX_BATCH = 256
+#: Coalesced calls of at most this many recipients run on the event loop (see above).
+INLINE_MAX = 8
 
 _Key = tuple[int, str, int | None]
 _Job = tuple[_Key, RecommendationService, str, datetime, "asyncio.Future[RecipientResult]"]
@@ -44,12 +50,19 @@ class MicroBatcher:
     ----------
     max_batch : int
         Requests per call at most.
+    inline_max : int
+        Calls of at most this many recipients run on the event loop when the
+        recommendation thread is idle; 0: every call goes to the thread.
     """
 
-    def __init__(self, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, max_batch: int = MAX_BATCH, inline_max: int = INLINE_MAX) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if inline_max < 0:
+            raise ValueError(f"inline_max must be >= 0, got {inline_max}")
         self.max_batch = max_batch
+        self.inline_max = inline_max
+        self._in_flight = 0  # calls submitted to the thread and not finished there
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -88,10 +101,16 @@ class MicroBatcher:
         before it. Every model and rule call of a worker runs on that one thread, so the
         model and context objects are never used by two threads at once."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), functools.partial(fn, *args, **kwargs))
+        done = self._pool().submit(functools.partial(fn, *args, **kwargs))
+        self._in_flight += 1
+        # counted down when the thread has finished, even if the awaiting request is gone
+        done.add_done_callback(lambda _: loop.call_soon_threadsafe(self._finished))
+        return await asyncio.wrap_future(done)
+
+    def _finished(self) -> None:
+        self._in_flight -= 1
 
     async def _consume(self, queue: asyncio.Queue[_Job]) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             jobs = [await queue.get()]
             while not queue.empty() and len(jobs) < self.max_batch:
@@ -104,8 +123,10 @@ class MicroBatcher:
                 ids = [job[2] for job in group]
                 now = max(job[3] for job in group)
                 try:
-                    call = functools.partial(service.recommend, ids, placement, n=n, now=now)
-                    results = await loop.run_in_executor(self._pool(), call)
+                    if len(ids) <= self.inline_max and self._in_flight == 0:
+                        results = service.recommend(ids, placement, n=n, now=now)
+                    else:
+                        results = await self.call(service.recommend, ids, placement, n=n, now=now)
                 except Exception as exc:  # handed to every waiting request
                     for job in group:
                         if not job[4].done():
