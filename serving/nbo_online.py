@@ -44,6 +44,7 @@ from serving.next_best_offer import (
     state_overlay,
 )
 from serving.placements import Placement, PlacementConfig
+from serving.rule_filters import NO_TS, overlay_last
 from serving.rules import (
     EMPTY_CART,
     IN_CART,
@@ -64,7 +65,6 @@ log = logging.getLogger(__name__)
 MIN_TABLE_WIDTH = 0
 #: Up to this many ids are looked up one by one (``Index.get_loc``), more in one pass.
 _LOOKUP_ONE_BY_ONE = 64
-_NO_TS = np.iinfo(np.int64).min
 _CART, _MODEL, _FALLBACK = 0, 1, 2
 
 _TableKey = tuple[int, tuple[str, ...]]
@@ -153,26 +153,10 @@ def _overlay_last(
     """Latest online timestamp (ns) per row, keyed by (recipient, item); None: none at all."""
     if overlay is None or len(overlay) == 0 or len(rows) == 0:
         return None
-    if placement is not None and c.PLACEMENT in overlay.columns:
-        overlay = overlay[overlay[c.PLACEMENT].astype(str) == placement]
-    pos = index_codes(pd.Index(ids, dtype=object), overlay[c.CUSTOMER_ID])
-    item = context.item_codes(overlay[c.ITEM_ID])
-    ts = pd.to_datetime(overlay[c.TS]).astype("datetime64[ns]").to_numpy().astype(np.int64)
-    ok = (pos >= 0) & (item >= 0)
-    if not ok.any():
-        return None
-    keys = pos[ok].astype(np.int64) * context.n_items + item[ok]
-    ts = ts[ok]
-    order = np.lexsort((ts, keys))
-    keys, ts = keys[order], ts[order]
-    last = np.r_[keys[1:] != keys[:-1], True]
-    keys, ts = keys[last], ts[last]
-    q = rows.pos * context.n_items + rows.item
-    at = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
-    out = np.full(len(rows), _NO_TS, dtype=np.int64)
-    hit = keys[at] == q
-    out[hit] = ts[at[hit]]
-    return out
+    out = overlay_last(
+        overlay, pd.Index(ids, dtype=object), context, rows.pos, rows.item, placement
+    )
+    return out if (out != NO_TS).any() else None
 
 
 class OnlineNextBestOffers:
@@ -418,7 +402,7 @@ class _Call:
             IN_CART,
         )
         bought = _overlay_last(self.purchases, self.ids, ctx, rows)
-        return rows if bought is None else rows.take(np.flatnonzero(bought == _NO_TS))
+        return rows if bought is None else rows.take(np.flatnonzero(bought == NO_TS))
 
     def _fallback_rows(self, short: np.ndarray) -> _Rows:
         """Popular items of each recipient's segment (top category), then popular overall."""

@@ -49,17 +49,6 @@ REFERENCE = datetime(2100, 1, 1)
 #: Customers whose history before T is kept in memory per worker.
 HISTORY_CACHE = 4_096
 
-_EVENT_COLS = (
-    c.CUSTOMER_ID,
-    c.TS,
-    c.EVENT_TYPE,
-    c.ITEM_ID,
-    c.QUANTITY,
-    c.VALUE,
-    c.SESSION_ID,
-    c.CAMPAIGN_ID,
-    c.ORDER_ID,
-)
 _EVENT_SCHEMA = pa.schema(
     [
         (c.CUSTOMER_ID, pa.string()),
@@ -73,6 +62,7 @@ _EVENT_SCHEMA = pa.schema(
         (c.ORDER_ID, pa.string()),
     ]
 )
+_EVENT_COLS = tuple(_EVENT_SCHEMA.names)
 _CUSTOMER_SCHEMA = pa.schema([(c.CUSTOMER_ID, pa.string()), (c.CREATED_AT, pa.timestamp("us"))])
 
 
