@@ -34,7 +34,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
@@ -50,8 +49,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.procs import free_port, request, worker_pids
+
 ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
 INTENT = "conversion_intent"
 END = date(2026, 11, 1)
 
@@ -76,61 +76,6 @@ def prepare(root: Path, customers: int, seed: int) -> tuple[Path, Path]:
     score_customers(settings, END, models=(INTENT,))
     done.write_text(json.dumps({"customers": customers, "seed": seed}))
     return shop, home
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _workers(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    kids = [int(x) for x in path.read_text().split()] if path.exists() else []
-    out = []
-    for kid in kids:
-        try:
-            if b"spawn_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
-                out.append(kid)
-        except OSError:
-            pass
-    return out
-
-
-def _owner(port: int, client_port: int, pids: list[int]) -> int | None:
-    """Worker whose socket serves the connection from ``client_port`` (via /proc)."""
-    inode = None
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        f = line.split()
-        if f[1].endswith(f":{port:04X}") and f[2].endswith(f":{client_port:04X}"):
-            inode = f"socket:[{f[9]}]"
-            break
-    if inode is None:
-        return None
-    for pid in pids:
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == inode:
-                    return pid
-        except OSError:
-            continue
-    return None
-
-
-def request(port: int, key: str, method: str, path: str, body=None, pids=None):
-    """One request on a fresh connection -> (status, JSON, worker pid or None)."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    try:
-        conn.connect()
-        headers = {"X-API-Key": key, "Content-Type": "application/json"}
-        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
-        pid = None if pids is None else _owner(port, conn.sock.getsockname()[1], pids)
-        r = conn.getresponse()
-        return r.status, json.loads(r.read() or b"null"), pid
-    finally:
-        conn.close()
 
 
 def _stored(state: Path, event_id: str, cid: str) -> float | None:
@@ -259,7 +204,7 @@ def main() -> None:
 
     scores = pq.read_table(next((served / "scores").glob("*.parquet")), columns=["customer_id"])
     ids = scores.column(0).to_pylist()
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KLANTBEELD_", "MLFLOW_"))}
     env |= {"KLANTBEELD_HOME": str(served), "KLANTBEELD_DATA_DIR": str(shop)}
     env |= {"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
@@ -273,7 +218,7 @@ def main() -> None:
                 raise SystemExit("the API did not start with 2 serving workers")
             try:
                 status, _, pid = request(
-                    port, key, "GET", f"/v1/customers/{ids[0]}/scores", pids=_workers(proc.pid)
+                    port, key, "GET", f"/v1/customers/{ids[0]}/scores", pids=worker_pids(proc.pid)
                 )
                 if status == 200 and pid is not None:
                     seen.add(pid)

@@ -50,7 +50,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -58,8 +57,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.procs import HOST, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
 METRIC = "klantbeeld_http_request_duration_seconds"
 #: Scoring model served by both the API (its batch scores) and ``mlflow models serve``.
 BASELINE_MODEL = "conversion_intent"
@@ -162,13 +162,6 @@ def prepare(root: Path, n_customers: int, seed: int, baseline: bool = True) -> d
 # -- a minimal HTTP/1.1 client ---------------------------------------------------------------
 #: API key sent with every request (set by ``run`` from the prepared environment).
 API_KEY = ""
-
-
-def free_port() -> int:
-    """A TCP port on the loopback interface that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 class Connection:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,30 +18,11 @@ import httpx
 import pytest
 from test_api import served  # noqa: F401  (fixture)
 
+from bench.procs import free_port, worker_pids
 from features import contract as c
 from serving.api.keys import SCOPES, KeyStore
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _workers(pid: int) -> list[int]:
-    """uvicorn worker processes of the server ``pid`` (not multiprocessing's helpers)."""
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    kids = [int(x) for x in path.read_text().split()] if path.exists() else []
-    out = []
-    for kid in kids:
-        try:
-            if b"spawn_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
-                out.append(kid)
-        except OSError:
-            pass
-    return out
 
 
 def _wait_ready(base: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
@@ -64,7 +44,7 @@ def server(served, tmp_path):  # noqa: F811
     home = tmp_path / "home"
     shutil.copytree(settings.home, home)
     key = KeyStore(home / "api_keys.sqlite").create(frozenset(SCOPES))
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KLANTBEELD_")}
     env.update(
         KLANTBEELD_HOME=str(home),
@@ -105,7 +85,7 @@ def server(served, tmp_path):  # noqa: F811
 
 def test_real_process_health_ready_and_keyed_calls(server):
     base, key, _, customers, proc = server
-    assert len(_workers(proc.pid)) == 2  # two worker processes
+    assert len(worker_pids(proc.pid)) == 2  # two worker processes
     assert httpx.get(f"{base}/v1/health").json()["status"] == "ok"
     assert httpx.get(f"{base}/v1/ready").json() == {"ready": True, "problems": {}}
     cid = customers[c.CUSTOMER_ID].iloc[-1]
@@ -167,7 +147,7 @@ def test_a_worker_killed_mid_load_loses_no_acknowledged_event(server):
     while len(acked) < 20:
         assert time.monotonic() < deadline, "no load went through"
         time.sleep(0.05)
-    victim = _workers(proc.pid)[0]
+    victim = worker_pids(proc.pid)[0]
     os.kill(victim, signal.SIGKILL)
     n_at_kill = len(acked)
     time.sleep(1.5)
@@ -192,7 +172,7 @@ def test_a_worker_killed_mid_load_loses_no_acknowledged_event(server):
             assert client.get(f"/v1/customers/{ids[0]}/scores").status_code == 200
     assert httpx.get(f"{base}/v1/health").status_code == 200
     deadline = time.monotonic() + 20
-    while len(set(_workers(proc.pid)) - {victim}) < 2:  # uvicorn respawns the worker
+    while len(set(worker_pids(proc.pid)) - {victim}) < 2:  # uvicorn respawns the worker
         assert time.monotonic() < deadline, "the killed worker was not replaced"
         time.sleep(0.2)
     print(f"acknowledged {len(acked)} batches of 100, {len(failed)} failed at the kill")

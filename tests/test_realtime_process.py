@@ -12,8 +12,6 @@ kernel hands them to both workers.
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import shutil
 import signal
@@ -25,53 +23,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_api_process import _free_port, _workers
 from test_realtime_parity import INTENT, D, realtime_world  # noqa: F401  (fixture)
 
+from bench.procs import free_port, request, worker_pids
 from features import contract as c
 from serving.api.keys import SCOPES, KeyStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _socket_inode(server_port: int, client_port: int) -> str | None:
-    """Inode of the server-side socket of the connection from ``client_port``."""
-    want_local, want_remote = f"{server_port:04X}", f"{client_port:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
-        if local == want_local and remote == want_remote:
-            return fields[9]
-    return None
-
-
-def _owner(inode: str, pids: list[int]) -> int | None:
-    target = f"socket:[{inode}]"
-    for pid in pids:
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                    return pid
-        except OSError:
-            continue
-    return None
-
-
 def call(port: int, key: str, method: str, path: str, pids: list[int], body=None):
     """One request on a fresh connection -> (status, JSON body, worker pid or None)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.connect()
-        client_port = conn.sock.getsockname()[1]
-        payload = None if body is None else json.dumps(body)
-        headers = {"X-API-Key": key, "Content-Type": "application/json"}
-        conn.request(method, path, body=payload, headers=headers)
-        inode = _socket_inode(port, client_port)  # the connection is open until we read
-        pid = None if inode is None else _owner(inode, pids)
-        r = conn.getresponse()
-        return r.status, json.loads(r.read() or b"null"), pid
-    finally:
-        conn.close()
+    return request(port, key, method, path, body=body, pids=pids)
 
 
 @pytest.fixture()
@@ -80,7 +43,7 @@ def two_workers(realtime_world, tmp_path):  # noqa: F811
     home = tmp_path / "home"
     shutil.copytree(settings.home, home, ignore=shutil.ignore_patterns("state.sqlite*"))
     key = KeyStore(home / "api_keys.sqlite").create(frozenset(SCOPES))
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KLANTBEELD_", "MLFLOW_"))}
     env.update(
         KLANTBEELD_HOME=str(home),
@@ -114,7 +77,7 @@ def _both_serving(port: int, key: str, proc, cid: str, timeout_s: float = 180.0)
     seen: set[int] = set()
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        pids = _workers(proc.pid)
+        pids = worker_pids(proc.pid)
         try:
             status, _, pid = call(port, key, "GET", f"/v1/customers/{cid}/scores", pids)
         except OSError:
