@@ -90,8 +90,8 @@ def _customer_expr(
 ) -> ibis.Table:
     """The customer table: customers created before T left-joined to their event,
     session and order aggregates, with every feature column computed in the engine, in
-    manifest order (``lifecycle_stage`` as its int8 code). Unsorted: sorting the wide
-    rows is left to Arrow. ``packed_sum_type``: see
+    manifest order (``lifecycle_stage`` as its int8 code), sorted by ``customer_id``
+    (byte order). ``packed_sum_type``: see
     :attr:`features.backend.FeatureBackend.packed_sum_type`."""
     ev = events_between(tables, None, as_of)
     events, counters = _event_aggregates(tables, as_of, categories, channels, per_sum)
@@ -159,7 +159,9 @@ def _customer_expr(
     for i, name in enumerate(fg.LIFECYCLE_STAGES):
         out[f"lifecycle_{name}"] = (stage == i).cast("int8")
     names = [s.name for s in build_manifest(fg.CUSTOMER, _expansion_maps(categories, channels))]
-    return r.select(**{name: out[name] for name in names})
+    # sorted in the engine: its sort of the final rows costs less than Arrow's take over
+    # the wide result (which writes every column into fresh memory once more)
+    return r.select(**{name: out[name] for name in names}).order_by(c.CUSTOMER_ID)
 
 
 def _finish_customer(table: pa.Table) -> pd.DataFrame:
@@ -245,14 +247,16 @@ _ARROW_TO_PANDAS = {
 def _sorted(table: pa.Table, keys: list[str]) -> pd.DataFrame:
     """``table`` as pandas, rows sorted by ``keys`` (byte order of the UTF-8 ids).
 
-    Sorted in Arrow (indices of the key columns, then one ``take``), converted with the
-    strings kept Arrow-backed (no Python objects): cheaper than an ORDER BY over the wide
-    rows in the engine or a ``take`` over the pandas frame.
+    Sorted in Arrow (indices of the key columns, then one ``take``; none when the engine
+    already sorted them), converted with the strings kept Arrow-backed (no Python
+    objects).
     """
     order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys])
     if len(order) and not pc.all(pc.equal(order, pa.array(np.arange(len(order))))).as_py():
         table = table.take(order)
-    return table.to_pandas(split_blocks=True, types_mapper=_ARROW_TO_PANDAS.get)
+    # one thread: Arrow's threaded conversion of many small columns costs several times
+    # more here (1.8 s against 0.2 s for the 1M-customer table on 2 cores)
+    return table.to_pandas(split_blocks=True, use_threads=False, types_mapper=_ARROW_TO_PANDAS.get)
 
 
 def _apply_schema(df: pd.DataFrame, specs: list[FeatureSpec]) -> pd.DataFrame:
