@@ -90,8 +90,8 @@ def _customer_expr(
 ) -> ibis.Table:
     """The customer table: customers created before T left-joined to their event,
     session and order aggregates, with every feature column computed in the engine, in
-    manifest order (``lifecycle_stage`` as its int8 code), sorted by ``customer_id``
-    (byte order). ``packed_sum_type``: see
+    manifest order (``lifecycle_stage`` as its int8 code), unsorted (see
+    :func:`_sorted`). ``packed_sum_type``: see
     :attr:`features.backend.FeatureBackend.packed_sum_type`."""
     ev = events_between(tables, None, as_of)
     events, counters = _event_aggregates(tables, as_of, categories, channels, per_sum)
@@ -159,9 +159,9 @@ def _customer_expr(
     for i, name in enumerate(fg.LIFECYCLE_STAGES):
         out[f"lifecycle_{name}"] = (stage == i).cast("int8")
     names = [s.name for s in build_manifest(fg.CUSTOMER, _expansion_maps(categories, channels))]
-    # sorted in the engine: its sort of the final rows costs less than Arrow's take over
-    # the wide result (which writes every column into fresh memory once more)
-    return r.select(**{name: out[name] for name in names}).order_by(c.CUSTOMER_ID)
+    # unsorted: Arrow's sort + take costs less than the engine's ORDER BY over the wide
+    # rows, and leaves most columns contiguous for a zero-copy conversion to pandas
+    return r.select(**{name: out[name] for name in names})
 
 
 def _finish_customer(table: pa.Table) -> pd.DataFrame:
@@ -247,9 +247,11 @@ _ARROW_TO_PANDAS = {
 def _sorted(table: pa.Table, keys: list[str]) -> pd.DataFrame:
     """``table`` as pandas, rows sorted by ``keys`` (byte order of the UTF-8 ids).
 
-    Sorted in Arrow (indices of the key columns, then one ``take``; none when the engine
-    already sorted them), converted with the strings kept Arrow-backed (no Python
-    objects).
+    Sorted in Arrow (indices of the key columns, then one ``take``), converted with the
+    strings kept Arrow-backed (no Python objects): cheaper than an ORDER BY over the wide
+    rows in the engine (measured: 2.3 s more engine CPU, and the sorted result comes in
+    several chunks that pandas must concatenate) or a ``take`` over the pandas frame;
+    after the ``take`` the numeric columns without NULLs convert without a copy.
     """
     order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys])
     if len(order) and not pc.all(pc.equal(order, pa.array(np.arange(len(order))))).as_py():
