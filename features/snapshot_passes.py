@@ -264,12 +264,15 @@ class _Counters:
         """One ``sum`` per pack (with the pack's window as its filter)."""
         out: dict[str, ibis.Value] = {}
         for name, window, fields in self.packs:
+            in_window = None if window is None else e[c.TS] >= starts[window]
             unit = ibis.cases(
-                *((pred, 1 << (PACK_BITS * slot)) for slot, (_, pred) in enumerate(fields)),
+                *(
+                    (pred if in_window is None else in_window & pred, 1 << (PACK_BITS * slot))
+                    for slot, (_, pred) in enumerate(fields)
+                ),
                 else_=0,
             ).cast("int64")
-            where = None if window is None else e[c.TS] >= starts[window]
-            out[name] = unit.sum(where=where)
+            out[name] = unit.sum()
         return out
 
     def unpack(self, r: ibis.Table, sum_type: str = "uint64") -> dict[str, ibis.Value]:
@@ -347,9 +350,11 @@ def _event_aggregates(
         agg_codes = [codes[t] for t in agg.event_types]
         is_type = tc.isin(agg_codes) if len(agg_codes) > 1 else tc == agg_codes[0]
         for w in activity.lookbacks_days:
-            metrics[f"{agg.name}_{w}d"] = e[_VALUE_CENTS].sum(where=is_type & (ts >= starts[w]))
+            metrics[f"{agg.name}_{w}d"] = ibis.ifelse(
+                is_type & (ts >= starts[w]), e[_VALUE_CENTS], 0
+            ).sum()
     for etype in c.CORE_EVENT_TYPES:
-        metrics[f"last_{etype}"] = ts.max(where=tc == codes[etype])
+        metrics[f"last_{etype}"] = ibis.ifelse(tc == codes[etype], ts, ibis.null("timestamp")).max()
     return e.aggregate(by=[c.CUSTOMER_ID], **metrics), counters
 
 

@@ -90,8 +90,8 @@ def _customer_expr(
 ) -> ibis.Table:
     """The customer table: customers created before T left-joined to their event,
     session and order aggregates, with every feature column computed in the engine, in
-    manifest order (``lifecycle_stage`` as its int8 code). Unsorted: sorting the wide
-    rows is left to Arrow. ``packed_sum_type``: see
+    manifest order (``lifecycle_stage`` as its int8 code), unsorted (see
+    :func:`_sorted`). ``packed_sum_type``: see
     :attr:`features.backend.FeatureBackend.packed_sum_type`."""
     ev = events_between(tables, None, as_of)
     events, counters = _event_aggregates(tables, as_of, categories, channels, per_sum)
@@ -159,6 +159,8 @@ def _customer_expr(
     for i, name in enumerate(fg.LIFECYCLE_STAGES):
         out[f"lifecycle_{name}"] = (stage == i).cast("int8")
     names = [s.name for s in build_manifest(fg.CUSTOMER, _expansion_maps(categories, channels))]
+    # unsorted: Arrow's sort + take costs less than the engine's ORDER BY over the wide
+    # rows, and leaves most columns contiguous for a zero-copy conversion to pandas
     return r.select(**{name: out[name] for name in names})
 
 
@@ -242,17 +244,44 @@ _ARROW_TO_PANDAS = {
 }
 
 
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """``table`` as pandas with the strings kept Arrow-backed (no Python objects).
+
+    One thread: Arrow's threaded conversion of many small columns costs several times
+    more here (1.8 s against 0.2 s for the 1M-customer table on 2 cores)."""
+    return table.to_pandas(split_blocks=True, use_threads=False, types_mapper=_ARROW_TO_PANDAS.get)
+
+
+def _is_numpy_numeric(col: pa.ChunkedArray) -> bool:
+    """Floats (NULL -> NaN) and integers without NULLs: numpy holds them as pandas does."""
+    return pa.types.is_floating(col.type) or (pa.types.is_integer(col.type) and col.null_count == 0)
+
+
 def _sorted(table: pa.Table, keys: list[str]) -> pd.DataFrame:
     """``table`` as pandas, rows sorted by ``keys`` (byte order of the UTF-8 ids).
 
-    Sorted in Arrow (indices of the key columns, then one ``take``), converted with the
-    strings kept Arrow-backed (no Python objects): cheaper than an ORDER BY over the wide
-    rows in the engine or a ``take`` over the pandas frame.
+    Sort indices from Arrow, then column by column: numeric columns are gathered with
+    numpy from their (NULL -> NaN) conversion, other columns with an Arrow ``take`` and
+    converted as by :func:`_to_pandas`. Column by column, each temporary is freed before
+    the next column needs one, so memory is written once per column (fresh memory is
+    what costs here: ~2 ms per MB on the benchmark VM). Cheaper than an ORDER BY over the
+    wide rows in the engine (measured: 2.3 s more engine CPU, and the sorted result
+    comes in several chunks that pandas must concatenate), a ``take`` of the whole Arrow
+    table followed by ``to_pandas`` (0.7 s more for the 1M-customer table: the
+    NULL -> NaN conversion writes the nullable columns twice) or a ``take`` over the
+    pandas frame. Same values and dtypes as ``_to_pandas(table.take(order))``.
     """
     order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys])
-    if len(order) and not pc.all(pc.equal(order, pa.array(np.arange(len(order))))).as_py():
-        table = table.take(order)
-    return table.to_pandas(split_blocks=True, types_mapper=_ARROW_TO_PANDAS.get)
+    if not len(order) or pc.all(pc.equal(order, pa.array(np.arange(len(order))))).as_py():
+        return _to_pandas(table)
+    index = order.to_numpy()
+    columns: dict[str, Any] = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        if _is_numpy_numeric(col):
+            columns[name] = np.take(col.to_numpy(), index)
+        else:
+            columns[name] = _to_pandas(pa.table({name: pc.take(col, order)}))[name]
+    return pd.DataFrame(columns, copy=False)
 
 
 def _apply_schema(df: pd.DataFrame, specs: list[FeatureSpec]) -> pd.DataFrame:
