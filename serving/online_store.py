@@ -23,24 +23,14 @@ import pandas as pd
 
 from features import contract as c
 from serving.online_schema import SCORE, log_change
-from serving.state import CONSENT_UPDATE, SEND, SQLiteStateStore
+from serving.state import CONSENT_UPDATE, EVENT_COLUMNS, SEND, SQLiteStateStore
 
 _MAX_VARS = 500
 #: Event types of the API's own (not data-contract events): never features.
 NOT_SHOP_EVENTS = (SEND, CONSENT_UPDATE)
-#: Columns of the event log read back for the online features.
-FEATURE_EVENT_COLUMNS = (
-    c.CUSTOMER_ID,
-    c.TS,
-    c.EVENT_TYPE,
-    c.ITEM_ID,
-    c.QUANTITY,
-    c.VALUE,
-    c.CHANNEL,
-    c.SESSION_ID,
-    c.CAMPAIGN_ID,
-    c.ORDER_ID,
-)
+#: Columns of the event log read back for the online features: the data contract's event
+#: columns, without what only the API's own events carry (placement, consent flags).
+FEATURE_EVENT_COLUMNS = EVENT_COLUMNS[: EVENT_COLUMNS.index(c.PLACEMENT)]
 
 
 def stamp(when: datetime) -> str:
